@@ -1,0 +1,136 @@
+"""SQLite: a connection per request on ``g``, transactions, migrations.
+
+Connections run in autocommit mode (``isolation_level=None``): a single
+statement commits by itself, and a write that spans statements is wrapped in
+``transaction()``, which starts with BEGIN IMMEDIATE. Python's default
+deferred transactions take the write lock only at the first write, and a
+reader upgrading to a writer while another process writes fails at once with
+"database is locked", whatever the busy timeout; BEGIN IMMEDIATE waits for
+the lock instead.
+"""
+import re
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from flask import current_app, g
+
+MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations.sql"
+BUSY_TIMEOUT_SECONDS = 10
+_STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+def connect(path):
+    """A connection to an existing database file, set up for concurrent use."""
+    connection = sqlite3.connect(
+        f"file:{quote(path)}?mode=rw",
+        uri=True,
+        timeout=BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,
+    )
+    connection.row_factory = sqlite3.Row
+    connection.execute("PRAGMA foreign_keys = ON")
+    # WAL's default, NORMAL, survives a killed process but may lose the last
+    # commits on power loss; an acknowledged write must survive both.
+    connection.execute("PRAGMA synchronous = FULL")
+    return connection
+
+
+def get_db():
+    if "db" not in g:
+        g.db = connect(current_app.config["DATABASE"])
+    return g.db
+
+
+def close_db(exception=None):
+    connection = g.pop("db", None)
+    if connection is not None:
+        connection.close()
+
+
+@contextmanager
+def transaction(connection):
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def migration_steps(text):
+    """``[(number, [statement, ...]), ...]`` from the text of migrations.sql."""
+    headers = list(_STEP_HEADER.finditer(text))
+    steps = []
+    for header, following in zip(headers, headers[1:] + [None]):
+        body = text[header.end() : following.start() if following else len(text)]
+        steps.append((int(header.group(1)), split_statements(body)))
+    numbers = [number for number, _ in steps]
+    if numbers != list(range(1, len(steps) + 1)):
+        raise MigrationError(f"migrations.sql steps must be numbered 1, 2, 3...; found {numbers}")
+    return steps
+
+
+def split_statements(sql):
+    statements, pending = [], ""
+    for line in sql.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip() and not all(
+        line.strip().startswith("--") or not line.strip() for line in pending.splitlines()
+    ):
+        raise MigrationError(f"migrations.sql ends with an unfinished statement: {pending.strip()[:60]}")
+    return statements
+
+
+def migrate(path, migrations_path=MIGRATIONS_PATH):
+    """Bring the database at ``path`` (created if absent) up to the last step.
+
+    Safe when several workers start at once on the same file: the version is
+    read again after BEGIN IMMEDIATE, so the first worker applies the steps
+    and the others, waiting on the lock, find nothing left to do.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    steps = migration_steps(Path(migrations_path).read_text())
+    latest = steps[-1][0]
+    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS * 3, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA foreign_keys = OFF")
+        if schema_version(connection) == latest:
+            return
+        with transaction(connection):
+            current = schema_version(connection)
+            if current > latest:
+                raise MigrationError(
+                    f"{path} is at schema step {current}, newer than this code's {latest}"
+                )
+            for number, statements in steps[current:]:
+                for statement in statements:
+                    try:
+                        connection.execute(statement)
+                    except sqlite3.Error as error:
+                        raise MigrationError(f"migration step {number} failed on {path}: {error}") from error
+            if connection.execute("PRAGMA foreign_key_check").fetchone():
+                raise MigrationError(f"migration to step {latest} left broken foreign keys in {path}")
+            connection.execute(f"PRAGMA user_version = {int(latest)}")
+    finally:
+        connection.close()
+
+
+def schema_version(connection):
+    return connection.execute("PRAGMA user_version").fetchone()[0]
+
+
+def init_app(app):
+    migrate(app.config["DATABASE"])
+    app.teardown_appcontext(close_db)

@@ -1,0 +1,100 @@
+"""Every error becomes an RFC 9457 problem document (application/problem+json).
+
+Routes raise; one set of handlers, registered on the app so that they also
+see the 404 and 405 raised by URL routing, builds every error response.
+"""
+import json
+import re
+import sqlite3
+
+from flask import current_app, g
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+# Stable codes for the errors Werkzeug raises; others get their name in snake_case.
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+_DETAILS = {
+    404: "There is nothing at this URL.",
+    405: "This URL does not support this method; the Allow header lists the ones it does.",
+    413: "The request body is larger than the 64 KiB this server accepts.",
+}
+
+
+class APIError(Exception):
+    """An error the client should see: HTTP status, stable code, a readable sentence."""
+
+    def __init__(self, status, code, detail, *, errors=None, headers=None):
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def validation_error(errors):
+    """422 listing ``[{"field", "message"}]``; the detail repeats the first message."""
+    return APIError(422, "validation_error", errors[0]["message"], errors=errors)
+
+
+def problem(status, code, detail, *, errors=None, headers=None):
+    document = {
+        "type": "about:blank",
+        "title": HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors is not None:
+        document["errors"] = errors
+    response = current_app.response_class(
+        json.dumps(document), status=status, mimetype="application/problem+json"
+    )
+    response.headers.extend(headers or {})
+    return response
+
+
+def handle_api_error(error):
+    return problem(error.status, error.code, error.detail, errors=error.errors, headers=error.headers)
+
+
+def handle_http_exception(error):
+    if error.code is None or error.code < 400:
+        return error
+    code = _HTTP_CODES.get(error.code) or re.sub(r"\W+", "_", error.name.lower()).strip("_")
+    headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+    detail = _DETAILS.get(error.code) or error.description or error.name
+    return problem(error.code, code, detail, headers=headers)
+
+
+def handle_database_unavailable(error):
+    """The database file is missing, unreadable, full, or locked past the busy timeout."""
+    current_app.logger.exception("database unavailable (request id %s)", g.get("request_id"))
+    return problem(
+        503,
+        "database_unavailable",
+        "The database is unavailable right now; try again shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def handle_unexpected(error):
+    current_app.logger.exception("unexpected error (request id %s)", g.get("request_id"))
+    return problem(
+        500,
+        "internal_error",
+        "Something went wrong on the server. The X-Request-ID header identifies it in the logs.",
+    )
+
+
+def init_app(app):
+    app.register_error_handler(APIError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(sqlite3.OperationalError, handle_database_unavailable)
+    app.register_error_handler(Exception, handle_unexpected)

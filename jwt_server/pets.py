@@ -1,0 +1,143 @@
+"""The pets blueprint: each user's own pets. Someone else's pet is a 404."""
+from flask import Blueprint, g, request, url_for
+
+from .auth import token_required
+from .db import get_db
+from .errors import APIError, validation_error
+from .validation import MAX_ID, check_pet_name, check_species, field_error, query_int, read_body
+
+bp = Blueprint("pets", __name__)
+
+PET_ID = f"<int(max={MAX_ID}):pet_id>"
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+
+# One statement serves PATCH and PUT: a flag per column says whether it changes.
+UPDATE_PET = """
+    UPDATE pets
+    SET name = CASE WHEN :set_name THEN :name ELSE name END,
+        species = CASE WHEN :set_species THEN :species ELSE species END
+    WHERE id = :id AND user_id = :user_id
+    RETURNING id, name, species
+"""
+
+
+def pet_not_found():
+    return APIError(404, "pet_not_found", "You have no pet with this id.")
+
+
+def pet_fields(body, *, required):
+    """The valid, trimmed ``name`` and ``species`` present in ``body``, or a 422.
+
+    With ``required`` (POST, PUT) ``name`` must be there and a missing
+    ``species`` means null; otherwise (PATCH) only the given fields count.
+    """
+    fields, errors = {}, []
+    if required:
+        body = {"species": None, **body}
+        if "name" not in body:
+            errors.append(field_error("name", "Name is required."))
+    for field, check in (("name", check_pet_name), ("species", check_species)):
+        if field not in body:
+            continue
+        if message := check(body[field]):
+            errors.append(field_error(field, message))
+        else:
+            fields[field] = body[field].strip() if body[field] is not None else None
+    if errors:
+        raise validation_error(errors)
+    return fields
+
+
+def update_pet(pet_id, fields):
+    pet = get_db().execute(
+        UPDATE_PET,
+        {
+            "set_name": "name" in fields,
+            "name": fields.get("name"),
+            "set_species": "species" in fields,
+            "species": fields.get("species"),
+            "id": pet_id,
+            "user_id": g.user["id"],
+        },
+    ).fetchone()
+    if pet is None:
+        raise pet_not_found()
+    return dict(pet)
+
+
+@bp.get("/my-pets")
+@token_required
+def my_pets():
+    rows = get_db().execute(
+        "SELECT id, name, species FROM pets WHERE user_id = ? ORDER BY id", (g.user["id"],)
+    ).fetchall()
+    return [dict(row) for row in rows]
+
+
+@bp.get("/pets")
+@token_required
+def list_pets():
+    limit = query_int("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    after = query_int("after", 0, 0, MAX_ID)
+    species = request.args.get("species")
+    if species is not None and check_species(species):
+        raise validation_error([field_error("species", check_species(species))])
+    rows = get_db().execute(
+        """
+        SELECT id, name, species FROM pets
+        WHERE user_id = :user_id AND id > :after AND (:species IS NULL OR species = :species)
+        ORDER BY id LIMIT :limit
+        """,
+        {"user_id": g.user["id"], "after": after, "species": species, "limit": limit + 1},
+    ).fetchall()
+    pets = [dict(row) for row in rows[:limit]]
+    headers = {}
+    if len(rows) > limit:
+        next_page = url_for(".list_pets", limit=limit, after=pets[-1]["id"], species=species)
+        headers["Link"] = f'<{next_page}>; rel="next"'
+    return pets, 200, headers
+
+
+@bp.post("/pets")
+@token_required
+def create_pet():
+    fields = pet_fields(read_body(), required=True)
+    pet = get_db().execute(
+        "INSERT INTO pets (user_id, name, species) VALUES (?, ?, ?) RETURNING id, name, species",
+        (g.user["id"], fields["name"], fields["species"]),
+    ).fetchone()
+    return dict(pet), 201, {"Location": url_for(".get_pet", pet_id=pet["id"])}
+
+
+@bp.get(f"/pets/{PET_ID}")
+@token_required
+def get_pet(pet_id):
+    pet = get_db().execute(
+        "SELECT id, name, species FROM pets WHERE id = ? AND user_id = ?", (pet_id, g.user["id"])
+    ).fetchone()
+    if pet is None:
+        raise pet_not_found()
+    return dict(pet)
+
+
+@bp.patch(f"/pets/{PET_ID}")
+@token_required
+def patch_pet(pet_id):
+    return update_pet(pet_id, pet_fields(read_body(), required=False))
+
+
+@bp.put(f"/pets/{PET_ID}")
+@token_required
+def put_pet(pet_id):
+    return update_pet(pet_id, pet_fields(read_body(), required=True))
+
+
+@bp.delete(f"/pets/{PET_ID}")
+@token_required
+def delete_pet(pet_id):
+    deleted = get_db().execute(
+        "DELETE FROM pets WHERE id = ? AND user_id = ?", (pet_id, g.user["id"])
+    ).rowcount
+    if not deleted:
+        raise pet_not_found()
+    return "", 204

@@ -1,0 +1,110 @@
+"""Passwords and tokens: bcrypt and JWT. No Flask routes, no request state."""
+import functools
+import re
+import secrets
+import time
+
+import bcrypt
+import jwt
+from jwt.exceptions import InvalidSubjectError
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss"]
+BCRYPT_MAX_BYTES = 72
+
+_BCRYPT_COST = re.compile(r"\$2[abxy]\$(\d\d)\$")
+_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def password_bytes(password):
+    """The password as bcrypt takes it, or None if bcrypt cannot take it.
+
+    bcrypt 5 raises ValueError beyond 72 bytes (older versions silently
+    ignored the rest) and C strings end at NUL, so such a password is simply
+    one that matches no hash.
+    """
+    if not isinstance(password, str):
+        return None
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    if len(encoded) > BCRYPT_MAX_BYTES or b"\0" in encoded:
+        return None
+    return encoded
+
+
+def hash_password(password, rounds):
+    return bcrypt.hashpw(password_bytes(password), bcrypt.gensalt(rounds)).decode("ascii")
+
+
+@functools.lru_cache(maxsize=None)
+def dummy_hash(rounds):
+    """A hash nobody knows the password of, at the configured cost.
+
+    Logging in as an unknown user is checked against it, so that the answer
+    takes as long as for a known user with a wrong password and timing does
+    not tell which usernames exist.
+    """
+    return hash_password(secrets.token_urlsafe(32), rounds).encode("ascii")
+
+
+def check_password(password, password_hash, rounds):
+    """True if ``password`` matches ``password_hash``; always one bcrypt check.
+
+    ``password_hash`` is None for an unknown user. A malformed stored hash, or
+    a password bcrypt cannot take, is a mismatch, never an exception.
+    """
+    candidate = password_bytes(password)
+    try:
+        stored = password_hash.encode("ascii") if password_hash else None
+    except UnicodeEncodeError:
+        stored = None
+    if candidate is None or stored is None:
+        bcrypt.checkpw(b"not the password", dummy_hash(rounds))
+        return False
+    try:
+        return bcrypt.checkpw(candidate, stored)
+    except ValueError:
+        return False
+
+
+def hash_cost(password_hash):
+    match = _BCRYPT_COST.match(password_hash or "")
+    return int(match.group(1)) if match else None
+
+
+def issue_access_token(user, config):
+    issued_at = int(time.time())
+    claims = {
+        "sub": str(user["id"]),
+        "iat": issued_at,
+        "exp": issued_at + config["ACCESS_TOKEN_TTL"],
+        "jti": secrets.token_urlsafe(16),
+        "iss": config["JWT_ISSUER"],
+        "admin": bool(user["is_admin"]),
+    }
+    return jwt.encode(claims, config["JWT_SECRET"], algorithm=ALGORITHM)
+
+
+def decode_access_token(token, config):
+    """The claims of a valid token; raises jwt.InvalidTokenError otherwise.
+
+    The algorithm is pinned (a token cannot choose ``none`` or another HMAC
+    size), and every claim the server relies on is required: PyJWT accepts a
+    token without ``exp`` unless told otherwise, and checks ``iss`` only when
+    given an issuer.
+    """
+    claims = jwt.decode(
+        token,
+        config["JWT_SECRET"],
+        algorithms=[ALGORITHM],
+        issuer=config["JWT_ISSUER"],
+        leeway=config["JWT_LEEWAY"],
+        options={"require": REQUIRED_CLAIMS},
+    )
+    if not isinstance(claims["sub"], str) or not _USER_ID.fullmatch(claims["sub"]):
+        raise InvalidSubjectError("sub must be a user id as a string")
+    if int(claims["sub"]) > 2**63 - 1:
+        raise InvalidSubjectError("sub is out of range")
+    return claims

@@ -1,0 +1,60 @@
+import sqlite3
+
+import pytest
+
+from jwt_server import create_app
+
+SECRET = "test-secret-that-is-at-least-32-bytes-long"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def app(tmp_path):
+    """An app on a fresh temporary database, with the cheapest bcrypt cost."""
+    return create_app(
+        {
+            "TESTING": True,
+            "DATABASE": str(tmp_path / "test.sqlite"),
+            "JWT_SECRET": SECRET,
+            "BCRYPT_ROUNDS": 4,
+        }
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def database(app):
+    """A separate connection to the app's database, to check what it holds."""
+    connection = sqlite3.connect(app.config["DATABASE"])
+    connection.row_factory = sqlite3.Row
+    yield connection
+    connection.close()
+
+
+def register(client, username="travis", password=PASSWORD):
+    response = client.post("/users", json={"username": username, "password": password})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def login(client, username="travis", password=PASSWORD):
+    """Log in and return the Authorization header for the token."""
+    response = client.post("/auth", json={"username": username, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+@pytest.fixture
+def auth_headers(client):
+    """A registered user, logged in: the Authorization header."""
+    register(client)
+    return login(client)

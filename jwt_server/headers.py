@@ -2,7 +2,7 @@
 import re
 import uuid
 
-from flask import g, request
+from flask import current_app, g, request
 
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -18,6 +18,9 @@ def add_headers(response):
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Every answer is a token, a user's data or an error about them: never cache.
     response.headers.setdefault("Cache-Control", "no-store")
+    # With a list of origins the CORS headers depend on Origin, even when absent.
+    if current_app.config["CORS_ORIGINS"] != "*":
+        response.vary.add("Origin")
     return response
 
 

@@ -8,7 +8,7 @@ from .validation import MAX_ID, check_pet_name, check_species, field_error, quer
 
 bp = Blueprint("pets", __name__)
 
-PET_ID = f"<int(max={MAX_ID}):pet_id>"
+PET_ID = "<int:pet_id>"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
 # One statement serves PATCH and PUT: a flag per column says whether it changes.
@@ -23,6 +23,12 @@ UPDATE_PET = """
 
 def pet_not_found():
     return APIError(404, "pet_not_found", "You have no pet with this id.")
+
+
+def check_pet_id(pet_id):
+    """An id past SQLite's integers names no pet (and would overflow the binding)."""
+    if pet_id > MAX_ID:
+        raise pet_not_found()
 
 
 def pet_fields(body, *, required):
@@ -49,6 +55,7 @@ def pet_fields(body, *, required):
 
 
 def update_pet(pet_id, fields):
+    check_pet_id(pet_id)
     pet = get_db().execute(
         UPDATE_PET,
         {
@@ -112,6 +119,7 @@ def create_pet():
 @bp.get(f"/pets/{PET_ID}")
 @token_required
 def get_pet(pet_id):
+    check_pet_id(pet_id)
     pet = get_db().execute(
         "SELECT id, name, species FROM pets WHERE id = ? AND user_id = ?", (pet_id, g.user["id"])
     ).fetchone()
@@ -135,6 +143,7 @@ def put_pet(pet_id):
 @bp.delete(f"/pets/{PET_ID}")
 @token_required
 def delete_pet(pet_id):
+    check_pet_id(pet_id)
     deleted = get_db().execute(
         "DELETE FROM pets WHERE id = ? AND user_id = ?", (pet_id, g.user["id"])
     ).rowcount

@@ -157,7 +157,9 @@ def login():
     rounds = current_app.config["BCRYPT_ROUNDS"]
     user = find_user(username)
     if not security.check_password(password, user["password_hash"] if user else None, rounds):
-        raise APIError(401, "invalid_credentials", "Incorrect username and/or password.")
+        raise APIError(
+            401, "invalid_credentials", "Incorrect username and/or password.", headers=challenge()
+        )
     if security.hash_cost(user["password_hash"]) != rounds:
         get_db().execute(
             "UPDATE users SET password_hash = ? WHERE id = ?",

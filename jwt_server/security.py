@@ -103,6 +103,8 @@ def decode_access_token(token, config):
         leeway=config["JWT_LEEWAY"],
         options={"require": REQUIRED_CLAIMS},
     )
+    if not all(type(claims[name]) is int for name in ("iat", "exp")):
+        raise jwt.InvalidTokenError("iat and exp must be integer seconds")
     if not isinstance(claims["sub"], str) or not _USER_ID.fullmatch(claims["sub"]):
         raise InvalidSubjectError("sub must be a user id as a string")
     if int(claims["sub"]) > 2**63 - 1:

@@ -4,6 +4,7 @@ import re
 
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import auth, config, db, errors, headers, pets, security
 
@@ -26,6 +27,10 @@ def create_app(overrides=None):
     app.register_blueprint(pets.bp)
     CORS(app, **cors_options(app.config["CORS_ORIGINS"]))
     app.add_url_rule("/health", view_func=health)
+    if app.config["TRUSTED_PROXIES"]:
+        # Believe X-Forwarded-* only from as many proxies as are really in front.
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app
 
 

@@ -55,3 +55,29 @@ INSERT INTO pets_new (id, user_id, name, species)
 DROP TABLE pets;
 ALTER TABLE pets_new RENAME TO pets;
 CREATE INDEX pets_user_id_id ON pets (user_id, id);
+
+-- step 4: sessions. Each login opens one; access tokens name it in "sid".
+-- Only a SHA-256 of a refresh token is stored: the token is 256 random
+-- bits, so a fast hash is as good as bcrypt here and keeps lookups indexed.
+-- Tokens already rotated stay in rotated_refresh_tokens for the session's
+-- life, so one that comes back is recognised as stolen. Times are Unix
+-- seconds. Revoking a session also brings expires_at forward to at most a
+-- day away: pruning then needs only the expires_at index.
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    refresh_token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    user_agent TEXT,
+    ip TEXT,
+    revoked_at INTEGER
+);
+CREATE INDEX sessions_user_id ON sessions (user_id);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+CREATE TABLE rotated_refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX rotated_refresh_tokens_session_id ON rotated_refresh_tokens (session_id);

@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth, config, db, errors, headers, pets, security
+from . import auth, config, db, errors, headers, pets, security, users
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -24,8 +24,9 @@ def create_app(overrides=None):
     errors.init_app(app)
     headers.init_app(app)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(users.bp)
     app.register_blueprint(pets.bp)
-    CORS(app, **cors_options(app.config["CORS_ORIGINS"]))
+    CORS(app, **cors_options(app.config["CORS_ORIGINS"], app.config["AUTH_COOKIE"]))
     app.add_url_rule("/health", view_func=health)
     if app.config["TRUSTED_PROXIES"]:
         # Believe X-Forwarded-* only from as many proxies as are really in front.
@@ -34,7 +35,7 @@ def create_app(overrides=None):
     return app
 
 
-def cors_options(origins):
+def cors_options(origins, credentials):
     """flask-cors settings: exact origins only, readable error bodies, cached preflights.
 
     Each origin is passed as an anchored, escaped pattern: flask-cors would
@@ -49,6 +50,8 @@ def cors_options(origins):
         "allow_headers": ["Authorization", "Content-Type", "X-Requested-With", "X-Request-ID"],
         "expose_headers": ["Location", "Link", "Retry-After", "WWW-Authenticate", "X-Request-ID"],
         "max_age": 600,
+        # Cookie mode: the browser must send the refresh cookie cross-origin.
+        "supports_credentials": credentials,
     }
 
 

@@ -1,29 +1,20 @@
-"""The auth blueprint: register, log in, who am I; the Bearer decorators; user CLI."""
+"""The auth blueprint: log in, refresh, log out; the Bearer decorators."""
 import functools
-import sqlite3
+import time
 
-import click
 import jwt
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, current_app, g, jsonify, request
 
-from . import security
+from . import security, sessions
 from .db import get_db
 from .errors import APIError, validation_error
-from .validation import check_new_password, check_username, field_error, is_text, read_body
+from .validation import field_error, is_text, read_body
 
-bp = Blueprint("auth", __name__, cli_group=None)
+bp = Blueprint("auth", __name__)
 
 USER_COLUMNS = "id, username, is_admin, created_at"
+REFRESH_COOKIE = "refresh_token"
 _B64TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
-
-
-def user_json(user):
-    return {
-        "id": user["id"],
-        "username": user["username"],
-        "is_admin": bool(user["is_admin"]),
-        "created_at": user["created_at"],
-    }
 
 
 def challenge(error=None):
@@ -54,7 +45,7 @@ def bearer_token():
 
 
 def authenticated_user():
-    """The user a valid Bearer token names, loaded from the database."""
+    """The user and live session a valid Bearer token names, in one query."""
     try:
         claims = security.decode_access_token(bearer_token(), current_app.config)
     except jwt.ExpiredSignatureError:
@@ -62,10 +53,15 @@ def authenticated_user():
     except jwt.InvalidTokenError:
         raise invalid_token() from None
     user = get_db().execute(
-        f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (int(claims["sub"]),)
+        """
+        SELECT users.id, username, is_admin, users.created_at, sessions.id AS session_id
+        FROM sessions JOIN users ON users.id = sessions.user_id
+        WHERE sessions.id = ? AND users.id = ? AND revoked_at IS NULL AND expires_at > ?
+        """,
+        (int(claims["sid"]), int(claims["sub"]), int(time.time())),
     ).fetchone()
     if user is None:
-        raise invalid_token("The access token's user no longer exists.")
+        raise invalid_token("The access token's session has ended, or its user no longer exists.")
     return user
 
 
@@ -97,31 +93,6 @@ def admin_required(view):
     return token_required(wrapped_view)
 
 
-def new_user_errors(username, password):
-    errors = []
-    if message := check_username(username):
-        errors.append(field_error("username", message))
-    if message := check_new_password(password):
-        errors.append(field_error("password", message))
-    return errors
-
-
-def create_user(username, password, is_admin=False):
-    """Insert a user (already validated); 409 if the name is taken in any case."""
-    db = get_db()
-    taken = APIError(409, "username_taken", "That username is already taken.")
-    if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
-        raise taken
-    password_hash = security.hash_password(password, current_app.config["BCRYPT_ROUNDS"])
-    try:
-        return db.execute(
-            f"INSERT INTO users (username, password_hash, is_admin) VALUES (?, ?, ?) RETURNING {USER_COLUMNS}",
-            (username, password_hash, int(is_admin)),
-        ).fetchone()
-    except sqlite3.IntegrityError:
-        raise taken from None
-
-
 def find_user(username):
     """The user row with its hash, by username in any case; None if unknown."""
     if not is_text(username):
@@ -131,15 +102,30 @@ def find_user(username):
     ).fetchone()
 
 
-@bp.post("/users")
-def register():
-    if not current_app.config["ALLOW_REGISTRATION"]:
-        raise APIError(403, "registration_disabled", "Registration is closed on this server.")
-    body = read_body()
-    errors = new_user_errors(body.get("username"), body.get("password"))
-    if errors:
-        raise validation_error(errors)
-    return user_json(create_user(body["username"], body["password"])), 201
+def token_response(user, session_id, refresh_token, refresh_expires_at):
+    """The token response; in cookie mode the refresh token goes in a cookie instead."""
+    config = current_app.config
+    refresh_expires_in = max(refresh_expires_at - int(time.time()), 0)
+    body = {
+        "access_token": security.issue_access_token(user, session_id, config),
+        "token_type": "Bearer",
+        "expires_in": config["ACCESS_TOKEN_TTL"],
+        "refresh_expires_in": refresh_expires_in,
+    }
+    if not config["AUTH_COOKIE"]:
+        body["refresh_token"] = refresh_token
+    response = jsonify(body)
+    if config["AUTH_COOKIE"]:
+        response.set_cookie(
+            REFRESH_COOKIE,
+            refresh_token,
+            max_age=refresh_expires_in,
+            path="/auth",
+            secure=config["COOKIE_SECURE"],
+            httponly=True,
+            samesite="Strict",
+        )
+    return response
 
 
 @bp.post("/auth")
@@ -154,65 +140,61 @@ def login():
     if errors:
         raise validation_error(errors)
 
-    rounds = current_app.config["BCRYPT_ROUNDS"]
+    config, db = current_app.config, get_db()
     user = find_user(username)
-    if not security.check_password(password, user["password_hash"] if user else None, rounds):
+    if not security.check_password(password, user["password_hash"] if user else None, config["BCRYPT_ROUNDS"]):
         raise APIError(
             401, "invalid_credentials", "Incorrect username and/or password.", headers=challenge()
         )
-    if security.hash_cost(user["password_hash"]) != rounds:
-        get_db().execute(
+    if security.hash_cost(user["password_hash"]) != config["BCRYPT_ROUNDS"]:
+        db.execute(
             "UPDATE users SET password_hash = ? WHERE id = ?",
-            (security.hash_password(password, rounds), user["id"]),
+            (security.hash_password(password, config["BCRYPT_ROUNDS"]), user["id"]),
         )
-    return {
-        "access_token": security.issue_access_token(user, current_app.config),
-        "token_type": "Bearer",
-        "expires_in": current_app.config["ACCESS_TOKEN_TTL"],
-    }
+    sessions.prune(db)
+    session_id, refresh_token, expires_at = sessions.open_session(
+        db, user["id"], config["REFRESH_TOKEN_TTL"], request.user_agent.string, request.remote_addr
+    )
+    return token_response(user, session_id, refresh_token, expires_at)
 
 
-@bp.get("/users/me")
+def presented_refresh_token():
+    """The refresh token from the body, or else (cookie mode) from the cookie.
+
+    A cookie is sent by the browser on its own, so a request that relies on
+    it must prove it comes from the app's own script: a custom header (which
+    a cross-site form cannot add) and, when present, an allowed Origin.
+    """
+    token = read_body(form_allowed=True).get("refresh_token")
+    if token is None and current_app.config["AUTH_COOKIE"]:
+        token = request.cookies.get(REFRESH_COOKIE)
+        if token is not None and not same_site_script():
+            raise APIError(403, "csrf_failed", "A cookie refresh needs X-Requested-With and an allowed Origin.")
+    if not isinstance(token, str) or not token or not is_text(token):
+        raise sessions.invalid_refresh_token()
+    return token
+
+
+def same_site_script():
+    origin = request.headers.get("Origin")
+    allowed = [o.lower() for o in current_app.config["CORS_ORIGINS"]]
+    return "X-Requested-With" in request.headers and (origin is None or origin.lower() in allowed)
+
+
+@bp.post("/auth/refresh")
+def refresh():
+    db = get_db()
+    session, refresh_token = sessions.rotate(db, presented_refresh_token())
+    user = db.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+    return token_response(user, session["id"], refresh_token, session["expires_at"])
+
+
+@bp.post("/auth/logout")
 @token_required
-def me():
-    return user_json(g.user)
-
-
-@bp.get("/users")
-@admin_required
-def list_users():
-    rows = get_db().execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY id").fetchall()
-    return [user_json(row) for row in rows]
-
-
-def prompt_password():
-    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if message := check_new_password(password):
-        raise click.ClickException(message)
-    return password
-
-
-@bp.cli.command("create-user")
-@click.argument("username")
-@click.option("--admin", is_flag=True, help="Make the user an administrator.")
-def create_user_command(username, admin):
-    """Create a user (asks for the password twice) and print its id."""
-    if message := check_username(username):
-        raise click.ClickException(message)
-    try:
-        user = create_user(username, prompt_password(), is_admin=admin)
-    except APIError as error:
-        raise click.ClickException(error.detail) from None
-    click.echo(user["id"])
-
-
-@bp.cli.command("set-password")
-@click.argument("username")
-def set_password_command(username):
-    """Set a user's password (asks for it twice)."""
-    user = find_user(username)
-    if user is None:
-        raise click.ClickException(f"There is no user named {username!r}.")
-    password_hash = security.hash_password(prompt_password(), current_app.config["BCRYPT_ROUNDS"])
-    get_db().execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user["id"]))
-    click.echo(f"Password of {user['username']} changed.")
+def logout():
+    sessions.revoke(get_db(), session_id=g.user["session_id"])
+    response = current_app.response_class(status=204)
+    if current_app.config["AUTH_COOKIE"]:
+        response.delete_cookie(REFRESH_COOKIE, path="/auth", secure=current_app.config["COOKIE_SECURE"],
+                               httponly=True, samesite="Strict")
+    return response

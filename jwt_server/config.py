@@ -39,7 +39,7 @@ def load_config(environ):
     ``JWT_SECRET`` is None when unset: the factory then reads or creates
     ``db/jwt-secret`` (see read_or_create_secret).
     """
-    return {
+    settings = {
         "DATABASE": database_path(environ.get("DATABASE_URL", "sqlite:///db/db.sqlite")),
         "JWT_SECRET": jwt_secret(environ.get("JWT_SECRET")),
         "JWT_ISSUER": non_empty(environ, "JWT_ISSUER", "jwt-server"),
@@ -55,6 +55,12 @@ def load_config(environ):
         "LOGIN_LOCKOUT": read_int(environ, "LOGIN_LOCKOUT", 60, low=1, high=86400),
         "TRUSTED_PROXIES": read_int(environ, "TRUSTED_PROXIES", 0, low=0, high=10),
     }
+    if settings["AUTH_COOKIE"] and settings["CORS_ORIGINS"] == "*":
+        raise ConfigError(
+            "AUTH_COOKIE=true needs CORS_ORIGINS to list the app's origins: "
+            "a credentialed cookie cannot be offered to every origin."
+        )
+    return settings
 
 
 def read_int(environ, name, default, *, low, high):

@@ -6,14 +6,14 @@ import time
 
 import bcrypt
 import jwt
-from jwt.exceptions import InvalidSubjectError
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss"]
+REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss", "sid"]
 BCRYPT_MAX_BYTES = 72
 
 _BCRYPT_COST = re.compile(r"\$2[abxy]\$(\d\d)\$")
-_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
+_ROW_ID = re.compile(r"[1-9][0-9]{0,18}")
+MAX_ROW_ID = 2**63 - 1
 
 
 def password_bytes(password):
@@ -74,7 +74,7 @@ def hash_cost(password_hash):
     return int(match.group(1)) if match else None
 
 
-def issue_access_token(user, config):
+def issue_access_token(user, session_id, config):
     issued_at = int(time.time())
     claims = {
         "sub": str(user["id"]),
@@ -83,6 +83,7 @@ def issue_access_token(user, config):
         "jti": secrets.token_urlsafe(16),
         "iss": config["JWT_ISSUER"],
         "admin": bool(user["is_admin"]),
+        "sid": str(session_id),
     }
     return jwt.encode(claims, config["JWT_SECRET"], algorithm=ALGORITHM)
 
@@ -105,8 +106,12 @@ def decode_access_token(token, config):
     )
     if not all(type(claims[name]) is int for name in ("iat", "exp")):
         raise jwt.InvalidTokenError("iat and exp must be integer seconds")
-    if not isinstance(claims["sub"], str) or not _USER_ID.fullmatch(claims["sub"]):
-        raise InvalidSubjectError("sub must be a user id as a string")
-    if int(claims["sub"]) > 2**63 - 1:
-        raise InvalidSubjectError("sub is out of range")
+    for name in ("sub", "sid"):
+        if not is_row_id(claims[name]):
+            raise jwt.InvalidTokenError(f"{name} must be a row id written as a string")
     return claims
+
+
+def is_row_id(value):
+    """A positive SQLite integer key written as a string: "1", not 1, "01" or " 1"."""
+    return isinstance(value, str) and bool(_ROW_ID.fullmatch(value)) and int(value) <= MAX_ROW_ID

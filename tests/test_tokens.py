@@ -30,11 +30,28 @@ def hs256(signing_input, key=SECRET):
     return b64url(hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest())
 
 
+class Caller(int):
+    """A user id that also knows the session its login opened (the ``sid`` claim)."""
+
+    def __new__(cls, user_id, session_id):
+        caller = super().__new__(cls, user_id)
+        caller.sid = session_id
+        return caller
+
+
+def logged_in(client):
+    """Register and log in a user: the Caller, with the session id of a real token."""
+    user_id = register(client)["id"]
+    token = login(client)["Authorization"].split()[1]
+    return Caller(user_id, jwt.decode(token, SECRET, algorithms=["HS256"])["sid"])
+
+
 def claims_for(user_id, **changes):
-    """Claims the server would issue for ``user_id``; a change to DROP removes that claim."""
+    """Claims the server would issue for a Caller; a change to DROP removes that claim."""
     now = int(time.time())
     claims = {
         "sub": str(user_id),
+        "sid": user_id.sid,
         "iat": now,
         "exp": now + 900,
         "jti": "a-test-jti-0123456789",
@@ -84,7 +101,7 @@ def assert_invalid_token(response):
 
 @pytest.fixture
 def user_id(client):
-    return register(client)["id"]
+    return logged_in(client)
 
 
 def test_a_token_made_by_these_helpers_is_accepted(client, user_id):
@@ -165,6 +182,9 @@ FORGED = [
     pytest.param(with_claims(jti=DROP), id="missing-jti"),
     pytest.param(with_claims(iss=DROP), id="missing-iss"),
     pytest.param(with_claims(sub=DROP), id="missing-sub"),
+    pytest.param(with_claims(sid=DROP), id="missing-sid"),
+    pytest.param(with_claims(sid=lambda uid: int(uid.sid)), id="integer-sid"),
+    pytest.param(with_claims(sid=lambda uid: str(int(uid.sid) + 1000)), id="sid-unknown-session"),
     pytest.param(with_claims(iss="someone-else"), id="wrong-iss"),
     pytest.param(with_claims(nbf=in_a_minute), id="nbf-in-future"),
     pytest.param(with_claims(sub=lambda uid: uid), id="integer-sub"),
@@ -282,7 +302,7 @@ def app_with(tmp_path, name, **overrides):
 
 def test_token_expired_5_seconds_ago_is_accepted_within_leeway(tmp_path):
     client = app_with(tmp_path, "leeway", JWT_LEEWAY=30).test_client()
-    user_id = register(client)["id"]
+    user_id = logged_in(client)
 
     response = get_me(client, expired_token(user_id, 5))
 
@@ -292,7 +312,7 @@ def test_token_expired_5_seconds_ago_is_accepted_within_leeway(tmp_path):
 
 def test_token_expired_beyond_the_leeway_is_refused(tmp_path):
     client = app_with(tmp_path, "leeway", JWT_LEEWAY=30).test_client()
-    user_id = register(client)["id"]
+    user_id = logged_in(client)
 
     assert_invalid_token(get_me(client, expired_token(user_id, 60)))
 
@@ -305,7 +325,7 @@ def test_token_expired_5_seconds_ago_is_refused_without_leeway(app, client, user
 
 def test_nbf_within_the_leeway_is_accepted(tmp_path):
     client = app_with(tmp_path, "leeway", JWT_LEEWAY=30).test_client()
-    user_id = register(client)["id"]
+    user_id = logged_in(client)
 
     token = signed(claims_for(user_id, nbf=int(time.time()) + 5))
 

@@ -35,6 +35,11 @@ CREATE TABLE users_new (
 INSERT INTO users_new (id, username, password_hash)
     SELECT id, username, passwordHash FROM users
     WHERE username IS NOT NULL AND passwordHash IS NOT NULL;
+-- AUTOINCREMENT promises never to reuse an id: carry the old counter over.
+UPDATE sqlite_sequence SET seq = (SELECT max(seq) FROM sqlite_sequence WHERE name IN ('users', 'users_new'))
+    WHERE name = 'users_new';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'users_new', seq FROM sqlite_sequence
+    WHERE name = 'users' AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'users_new');
 DROP TABLE users;
 ALTER TABLE users_new RENAME TO users;
 CREATE UNIQUE INDEX users_username_nocase ON users (username COLLATE NOCASE);
@@ -52,6 +57,11 @@ CREATE TABLE pets_new (
 INSERT INTO pets_new (id, user_id, name, species)
     SELECT id, user_id, COALESCE(name, ''), species FROM pets
     WHERE user_id IN (SELECT id FROM users);
+-- AUTOINCREMENT promises never to reuse an id: carry the old counter over.
+UPDATE sqlite_sequence SET seq = (SELECT max(seq) FROM sqlite_sequence WHERE name IN ('pets', 'pets_new'))
+    WHERE name = 'pets_new';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'pets_new', seq FROM sqlite_sequence
+    WHERE name = 'pets' AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'pets_new');
 DROP TABLE pets;
 ALTER TABLE pets_new RENAME TO pets;
 CREATE INDEX pets_user_id_id ON pets (user_id, id);
@@ -81,3 +91,17 @@ CREATE TABLE rotated_refresh_tokens (
     session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE
 ) WITHOUT ROWID;
 CREATE INDEX rotated_refresh_tokens_session_id ON rotated_refresh_tokens (session_id);
+
+-- step 5: login throttling, shared by every worker. One row per (username,
+-- client IP) with failures in a row; the username is kept as a SHA-256 of
+-- its lower case, so an attacker's arbitrary strings are not stored.
+CREATE TABLE login_throttle (
+    username_key TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    lockouts INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (username_key, ip)
+) WITHOUT ROWID;
+CREATE INDEX login_throttle_updated_at ON login_throttle (updated_at);

@@ -10,6 +10,7 @@ the lock instead.
 """
 import re
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -104,7 +105,7 @@ def migrate(path, migrations_path=MIGRATIONS_PATH):
     latest = steps[-1][0]
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS * 3, isolation_level=None)
     try:
-        connection.execute("PRAGMA journal_mode = WAL")
+        enable_wal(connection)
         connection.execute("PRAGMA foreign_keys = OFF")
         if schema_version(connection) == latest:
             return
@@ -125,6 +126,25 @@ def migrate(path, migrations_path=MIGRATIONS_PATH):
             connection.execute(f"PRAGMA user_version = {int(latest)}")
     finally:
         connection.close()
+
+
+def enable_wal(connection):
+    """Switch to WAL, waiting for other writers as a busy timeout would.
+
+    On a database not yet in WAL mode SQLite answers this pragma with
+    "database is locked" at once, without calling the busy handler, when
+    another connection is writing: workers starting together on a new file,
+    or the old Koa server still running, would otherwise fail.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def schema_version(connection):

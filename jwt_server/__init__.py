@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth, config, db, errors, headers, pets, security, users
+from . import audit, auth, config, db, errors, headers, pets, security, users
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -22,6 +22,7 @@ def create_app(overrides=None):
     db.init_app(app)
     security.dummy_hash(app.config["BCRYPT_ROUNDS"])
     errors.init_app(app)
+    audit.init_app(app)
     headers.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)

@@ -5,7 +5,7 @@ import time
 import jwt
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import security, sessions
+from . import audit, security, sessions, throttle
 from .db import get_db
 from .errors import APIError, validation_error
 from .validation import field_error, is_text, read_body
@@ -140,21 +140,26 @@ def login():
     if errors:
         raise validation_error(errors)
 
-    config, db = current_app.config, get_db()
+    config, db, ip = current_app.config, get_db(), request.remote_addr
+    locks = throttle.count_attempt(db, username, ip, config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT"])
     user = find_user(username)
     if not security.check_password(password, user["password_hash"] if user else None, config["BCRYPT_ROUNDS"]):
+        audit.event("login_failed", user["id"] if user else None, locked_out=locks)
         raise APIError(
             401, "invalid_credentials", "Incorrect username and/or password.", headers=challenge()
         )
+    throttle.forgive(db, username, ip)
     if security.hash_cost(user["password_hash"]) != config["BCRYPT_ROUNDS"]:
         db.execute(
             "UPDATE users SET password_hash = ? WHERE id = ?",
             (security.hash_password(password, config["BCRYPT_ROUNDS"]), user["id"]),
         )
     sessions.prune(db)
+    throttle.prune(db)
     session_id, refresh_token, expires_at = sessions.open_session(
-        db, user["id"], config["REFRESH_TOKEN_TTL"], request.user_agent.string, request.remote_addr
+        db, user["id"], config["REFRESH_TOKEN_TTL"], request.user_agent.string, ip
     )
+    audit.event("login_succeeded", user["id"], session_id=session_id)
     return token_response(user, session_id, refresh_token, expires_at)
 
 
@@ -193,6 +198,7 @@ def refresh():
 @token_required
 def logout():
     sessions.revoke(get_db(), session_id=g.user["session_id"])
+    audit.event("session_revoked", g.user["id"], session_id=g.user["session_id"], reason="logout")
     response = current_app.response_class(status=204)
     if current_app.config["AUTH_COOKIE"]:
         response.delete_cookie(REFRESH_COOKIE, path="/auth", secure=current_app.config["COOKIE_SECURE"],

@@ -8,6 +8,7 @@ import secrets
 import time
 from datetime import datetime, timezone
 
+from . import audit
 from .db import transaction
 from .errors import APIError
 
@@ -76,11 +77,16 @@ def rotate(db, refresh_token):
             )
         else:
             reused = db.execute(
-                "SELECT session_id FROM rotated_refresh_tokens WHERE token_hash = ?", (presented,)
+                """
+                SELECT session_id, user_id FROM rotated_refresh_tokens
+                JOIN sessions ON sessions.id = session_id WHERE token_hash = ?
+                """,
+                (presented,),
             ).fetchone()
             if reused is not None:
                 revoke(db, session_id=reused["session_id"])
     if reused is not None:
+        audit.event("refresh_token_reused", reused["user_id"], session_id=reused["session_id"])
         raise invalid_refresh_token(
             "refresh_token_reused",
             "This refresh token was already used: the session is revoked; log in again.",

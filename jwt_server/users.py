@@ -4,7 +4,7 @@ import sqlite3
 import click
 from flask import Blueprint, current_app, g
 
-from . import security, sessions
+from . import audit, security, sessions
 from .auth import USER_COLUMNS, admin_required, find_user, token_required
 from .db import get_db, transaction
 from .errors import APIError, validation_error
@@ -69,7 +69,9 @@ def register():
     errors = new_user_errors(body.get("username"), body.get("password"))
     if errors:
         raise validation_error(errors)
-    return user_json(create_user(body["username"], body["password"])), 201
+    user = create_user(body["username"], body["password"])
+    audit.event("user_registered", user["id"])
+    return user_json(user), 201
 
 
 @bp.get("/users/me")
@@ -99,7 +101,8 @@ def change_password():
     db = get_db()
     with transaction(db):
         db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, g.user["id"]))
-        sessions.revoke(db, user_id=g.user["id"], keep=g.user["session_id"])
+        revoked = sessions.revoke(db, user_id=g.user["id"], keep=g.user["session_id"])
+    audit.event("password_changed", g.user["id"], sessions_revoked=revoked)
     return "", 204
 
 
@@ -112,6 +115,7 @@ def delete_account():
     check_own_password(body["password"])
     # Pets, sessions and rotated tokens go with the user (ON DELETE CASCADE).
     get_db().execute("DELETE FROM users WHERE id = ?", (g.user["id"],))
+    audit.event("account_deleted", g.user["id"])
     return "", 204
 
 
@@ -136,13 +140,15 @@ def list_sessions():
 def revoke_session(session_id):
     if session_id > MAX_ID or not sessions.revoke(get_db(), session_id=session_id, user_id=g.user["id"]):
         raise APIError(404, "session_not_found", "You have no live session with this id.")
+    audit.event("session_revoked", g.user["id"], session_id=session_id, reason="revoked")
     return "", 204
 
 
 @bp.delete("/users/me/sessions")
 @token_required
 def revoke_all_sessions():
-    sessions.revoke(get_db(), user_id=g.user["id"])
+    revoked = sessions.revoke(get_db(), user_id=g.user["id"])
+    audit.event("sessions_revoked", g.user["id"], count=revoked, reason="revoked_all")
     return "", 204
 
 
@@ -164,6 +170,7 @@ def create_user_command(username, admin):
         user = create_user(username, prompt_password(), is_admin=admin)
     except APIError as error:
         raise click.ClickException(error.detail) from None
+    audit.event("user_registered", user["id"], via="cli", admin=admin)
     click.echo(user["id"])
 
 
@@ -178,5 +185,6 @@ def set_password_command(username):
     db = get_db()
     with transaction(db):
         db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user["id"]))
-        sessions.revoke(db, user_id=user["id"])
+        revoked = sessions.revoke(db, user_id=user["id"])
+    audit.event("password_changed", user["id"], via="cli", sessions_revoked=revoked)
     click.echo(f"Password of {user['username']} changed.")

@@ -1,0 +1,76 @@
+"""Login throttling per (username, client IP), kept in the database.
+
+An attempt is counted as a failure *before* its bcrypt comparison, inside
+one BEGIN IMMEDIATE transaction with the check, and forgiven if it succeeds.
+So a burst of parallel guesses across every worker gets at most
+``LOGIN_MAX_FAILURES`` comparisons: the attempt that reaches the limit
+locks the pair at once, while its own comparison is still running.
+"""
+import hashlib
+import time
+
+from . import audit
+from .db import transaction
+from .errors import APIError
+
+MAX_LOCKOUT_SECONDS = 900
+FORGET_AFTER_SECONDS = 24 * 3600
+
+
+def username_key(username):
+    return hashlib.sha256(username.lower().encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def count_attempt(db, username, ip, max_failures, lockout):
+    """Count a login attempt, or raise 429 if the pair is locked out.
+
+    Returns True when this attempt, if it fails, starts a lockout.
+    """
+    now = int(time.time())
+    key = username_key(username)
+    with transaction(db):
+        row = db.execute(
+            "SELECT failures, lockouts, locked_until FROM login_throttle WHERE username_key = ? AND ip = ?",
+            (key, ip),
+        ).fetchone()
+        if row is not None and row["locked_until"] > now:
+            retry_after = row["locked_until"] - now
+        else:
+            retry_after = None
+            failures = (row["failures"] if row else 0) + 1
+            lockouts = row["lockouts"] if row else 0
+            locks = failures >= max_failures
+            locked_until = now + min(lockout * 2**lockouts, MAX_LOCKOUT_SECONDS) if locks else 0
+            db.execute(
+                """
+                INSERT INTO login_throttle (username_key, ip, failures, lockouts, locked_until, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (username_key, ip) DO UPDATE SET failures = excluded.failures,
+                    lockouts = excluded.lockouts, locked_until = excluded.locked_until,
+                    updated_at = excluded.updated_at
+                """,
+                (key, ip, failures, lockouts + locks, locked_until, now),
+            )
+    if retry_after is not None:
+        audit.event("login_throttled", retry_after=retry_after)
+        raise APIError(
+            429,
+            "too_many_attempts",
+            "Too many failed logins for this username from this address; try again later.",
+            headers={"Retry-After": str(retry_after)},
+        )
+    return locks
+
+
+def forgive(db, username, ip):
+    """A successful login resets the pair's count."""
+    db.execute(
+        "DELETE FROM login_throttle WHERE username_key = ? AND ip = ?", (username_key(username), ip)
+    )
+
+
+def prune(db):
+    """Forget pairs untouched for a day (run on login; the index finds them)."""
+    db.execute(
+        "DELETE FROM login_throttle WHERE updated_at < ?", (int(time.time()) - FORGET_AFTER_SECONDS,)
+    )

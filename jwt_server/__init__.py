@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, auth, config, db, errors, headers, pets, security, users
+from . import audit, auth, config, db, errors, headers, meta, pets, security, users
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -27,8 +27,8 @@ def create_app(overrides=None):
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(pets.bp)
+    app.register_blueprint(meta.bp)
     CORS(app, **cors_options(app.config["CORS_ORIGINS"], app.config["AUTH_COOKIE"]))
-    app.add_url_rule("/health", view_func=health)
     if app.config["TRUSTED_PROXIES"]:
         # Believe X-Forwarded-* only from as many proxies as are really in front.
         hops = app.config["TRUSTED_PROXIES"]
@@ -55,8 +55,3 @@ def cors_options(origins, credentials):
         "supports_credentials": credentials,
     }
 
-
-def health():
-    """200 after a real round trip to the database file (503 via the error handler)."""
-    db.get_db().execute("SELECT count(*) FROM sqlite_master").fetchone()
-    return {"status": "ok"}

@@ -1,0 +1,29 @@
+"""Routes about the service itself: health and the OpenAPI document."""
+import functools
+import json
+from pathlib import Path
+
+from flask import Blueprint
+
+from .db import get_db
+
+bp = Blueprint("meta", __name__)
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+
+
+@functools.cache
+def openapi_document():
+    return json.loads(OPENAPI_PATH.read_text())
+
+
+@bp.get("/health")
+def health():
+    """200 after a real round trip to the database file (503 via the error handler)."""
+    get_db().execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return {"status": "ok"}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return openapi_document()

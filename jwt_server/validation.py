@@ -37,7 +37,7 @@ def read_body(*, form_allowed=False):
     except (ValueError, RecursionError):
         raise APIError(400, "malformed_json", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
-        raise validation_error([{"field": "body", "message": "The request body must be a JSON object."}])
+        raise APIError(400, "invalid_body", "The request body must be a JSON object.")
     return body
 
 

@@ -174,13 +174,13 @@ def test_malformed_json_is_a_400_problem(client, database, path, data):
 
 @pytest.mark.parametrize("path", BODY_ROUTES)
 @pytest.mark.parametrize("data", ['["travis", "password"]', '"travis"', "42", "null", "true"])
-def test_json_body_that_is_not_an_object_is_a_422_problem(client, path, data):
+def test_json_body_that_is_not_an_object_is_a_400_problem(client, path, data):
     headers = headers_for(client, path)
 
     response = client.post(path, data=data, content_type="application/json", headers=headers)
 
-    body = assert_problem(response, 422, "validation_error")
-    assert body["errors"][0]["field"] == "body"
+    body = assert_problem(response, 400, "invalid_body")
+    assert "JSON object" in body["detail"]
 
 
 def test_empty_body_without_content_type_on_pets_is_a_422_not_a_415(client, database):

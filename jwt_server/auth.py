@@ -141,8 +141,10 @@ def login():
         raise validation_error(errors)
 
     config, db, ip = current_app.config, get_db(), request.remote_addr
-    locks = throttle.count_attempt(db, username, ip, config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT"])
     user = find_user(username)
+    locks = throttle.count_attempt(
+        db, username, ip, config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT"], user["id"] if user else None
+    )
     if not security.check_password(password, user["password_hash"] if user else None, config["BCRYPT_ROUNDS"]):
         audit.event("login_failed", user["id"] if user else None, locked_out=locks)
         raise APIError(

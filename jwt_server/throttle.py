@@ -21,10 +21,11 @@ def username_key(username):
     return hashlib.sha256(username.lower().encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def count_attempt(db, username, ip, max_failures, lockout):
+def count_attempt(db, username, ip, max_failures, lockout, user_id=None):
     """Count a login attempt, or raise 429 if the pair is locked out.
 
-    Returns True when this attempt, if it fails, starts a lockout.
+    Returns True when this attempt, if it fails, starts a lockout. ``user_id``
+    (None for an unknown username) is only for the audit line.
     """
     now = int(time.time())
     key = username_key(username)
@@ -52,7 +53,7 @@ def count_attempt(db, username, ip, max_failures, lockout):
                 (key, ip, failures, lockouts + locks, locked_until, now),
             )
     if retry_after is not None:
-        audit.event("login_throttled", retry_after=retry_after)
+        audit.event("login_throttled", user_id, retry_after=retry_after)
         raise APIError(
             429,
             "too_many_attempts",

@@ -1,5 +1,10 @@
 """SQLite: a connection per request on ``g``, transactions, migrations.
 
+Opening a connection costs about as much as the rest of a small request, so
+each worker thread keeps its own open connection and lends it to one request
+at a time: ``get_db()`` puts it on ``g``, and the teardown hands it back,
+rolled back if a request left a transaction open, or closed after an error.
+
 Connections run in autocommit mode (``isolation_level=None``): a single
 statement commits by itself, and a write that spans statements is wrapped in
 ``transaction()``, which starts with BEGIN IMMEDIATE. Python's default
@@ -10,6 +15,7 @@ the lock instead.
 """
 import re
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,14 +50,26 @@ def connect(path):
 
 def get_db():
     if "db" not in g:
-        g.db = connect(current_app.config["DATABASE"])
+        idle = current_app.extensions["jwt_server.connections"]
+        path = current_app.config["DATABASE"]
+        connection = getattr(idle, "connection", None)
+        if connection is None or idle.path != path:
+            connection = connect(path)
+        idle.connection = None
+        g.db, g.db_path = connection, path
     return g.db
 
 
-def close_db(exception=None):
+def release_db(exception=None):
+    """Give the request's connection back to its thread, or close it after an error."""
     connection = g.pop("db", None)
-    if connection is not None:
+    if connection is None:
+        return
+    if exception is not None or connection.in_transaction:
         connection.close()
+        return
+    idle = current_app.extensions["jwt_server.connections"]
+    idle.connection, idle.path = connection, g.pop("db_path")
 
 
 @contextmanager
@@ -153,4 +171,5 @@ def schema_version(connection):
 
 def init_app(app):
     migrate(app.config["DATABASE"])
-    app.teardown_appcontext(close_db)
+    app.extensions["jwt_server.connections"] = threading.local()
+    app.teardown_appcontext(release_db)

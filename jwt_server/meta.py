@@ -3,9 +3,9 @@ import functools
 import json
 from pathlib import Path
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 
-from .db import get_db
+from .db import connect
 
 bp = Blueprint("meta", __name__)
 
@@ -19,8 +19,16 @@ def openapi_document():
 
 @bp.get("/health")
 def health():
-    """200 after a real round trip to the database file (503 via the error handler)."""
-    get_db().execute("SELECT count(*) FROM sqlite_master").fetchone()
+    """200 after a round trip to the database file (503 via the error handler).
+
+    A new connection, not a worker's open one: that one would still read a
+    file that has been deleted or moved away since.
+    """
+    connection = connect(current_app.config["DATABASE"])
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        connection.close()
     return {"status": "ok"}
 
 

@@ -89,27 +89,48 @@ def issue_access_token(user, session_id, config):
 
 
 def decode_access_token(token, config):
-    """The claims of a valid token; raises jwt.InvalidTokenError otherwise.
+    """The claims of a valid token; raises jwt.InvalidTokenError otherwise."""
+    claims = verified_claims(token, config["JWT_SECRET"], config["JWT_ISSUER"])
+    check_times(claims, config["JWT_LEEWAY"])
+    return claims
+
+
+@functools.lru_cache(maxsize=1024)
+def verified_claims(token, secret, issuer):
+    """Everything about a token that time cannot change, checked once per token.
 
     The algorithm is pinned (a token cannot choose ``none`` or another HMAC
-    size), and every claim the server relies on is required: PyJWT accepts a
-    token without ``exp`` unless told otherwise, and checks ``iss`` only when
-    given an issuer.
+    size), the signature and issuer are verified, and every claim the server
+    relies on is required: PyJWT accepts a token without ``exp`` unless told
+    otherwise, and checks ``iss`` only when given an issuer. A client sends
+    the same token on every request for its lifetime, so the result is
+    cached; the times are checked on every call by check_times, and the
+    session and user are looked up in the database on every request.
     """
     claims = jwt.decode(
         token,
-        config["JWT_SECRET"],
+        secret,
         algorithms=[ALGORITHM],
-        issuer=config["JWT_ISSUER"],
-        leeway=config["JWT_LEEWAY"],
-        options={"require": REQUIRED_CLAIMS},
+        issuer=issuer,
+        options={"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_nbf": False, "verify_iat": False},
     )
     if not all(type(claims[name]) is int for name in ("iat", "exp")):
         raise jwt.InvalidTokenError("iat and exp must be integer seconds")
+    if "nbf" in claims and (type(claims["nbf"]) not in (int, float)):
+        raise jwt.InvalidTokenError("nbf must be a number of seconds")
     for name in ("sub", "sid"):
         if not is_row_id(claims[name]):
             raise jwt.InvalidTokenError(f"{name} must be a row id written as a string")
     return claims
+
+
+def check_times(claims, leeway):
+    """exp must not be past, nor nbf or iat in the future, give or take ``leeway``."""
+    now = time.time()
+    if claims["exp"] <= now - leeway:
+        raise jwt.ExpiredSignatureError("the token has expired")
+    if claims.get("nbf", 0) > now + leeway or claims["iat"] > now + leeway:
+        raise jwt.ImmatureSignatureError("the token is not valid yet")
 
 
 def is_row_id(value):

@@ -1,10 +1,12 @@
 # make run: start the service on 127.0.0.1:8000; make test: run the test suite.
-# Both create .venv and install what they need first.
+# make bench: performance figures, side by side (needs wrk; bench/run.py);
+# make bench-smoke: the same steps for ~2 s each, to check the bench itself (CI).
+# All create .venv and install what they need first.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test clean
+.PHONY: install system-packages run test bench bench-smoke clean
 
 install: $(STAMP)
 
@@ -14,11 +16,33 @@ $(STAMP): setup.cfg pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Debian programs the tests and the bench run for real: nginx and openssl
+# (test_nginx_e2e.py), systemd-analyze (the unit check), Chromium, driven by
+# Playwright (test_browser_e2e.py; never `playwright install`), wrk (bench).
+# apt-get installs whichever is missing, which needs root.
+system-packages:
+	@missing=""; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 run: install
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: install
+test: install system-packages
 	$(VENV)/bin/python -m pytest
+
+bench: install system-packages
+	$(VENV)/bin/python -m bench.run
+
+bench-smoke: install system-packages
+	$(VENV)/bin/python -m bench.run --smoke
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -13,6 +13,8 @@ _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:
     read_or_create_secret()
 
+# Loopback (or a unix socket) only: nginx is the one client, and the app
+# believes its X-Forwarded-For (TRUSTED_PROXIES), so no one else may connect.
 if os.environ.get("BIND", "").strip():
     bind = [os.environ["BIND"].strip()]
 else:
@@ -25,7 +27,37 @@ workers = read_int(
     os.environ, "WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1, low=1, high=64
 )
 threads = 4
+# A worker whose main loop is silent this long is killed and replaced. With
+# gthread a slow request does not trigger it; nginx answers 504 for one after
+# its proxy_read_timeout, also 30 s.
 timeout = 30
+# How long a stopping worker (on SIGHUP or SIGTERM) may finish its requests;
+# systemd's TimeoutStopSec in deploy/jwt-server.service is longer.
 graceful_timeout = 30
+# For clients that talk to gunicorn directly; nginx opens one connection per request.
 keepalive = 5
+
+# Graceful reload: SIGHUP (`systemctl reload jwt-server`) re-reads this file,
+# starts workers on the new code, then lets the old ones finish what they are
+# serving while the socket stays open, so no request is refused or dropped.
+# That is why preload_app stays off. Workers that cannot boot stop gunicorn,
+# so run `make test` on new code before reloading onto it.
+preload_app = False
+# Signals (from systemd) are the one way to manage the server: no gunicornc
+# control socket in the service user's home, shared by every gunicorn there.
+control_socket_disable = True
+
+# Believe X-Forwarded-Proto only from nginx on this host, and no other scheme
+# header: nginx sets this one and overwrites whatever the client sent.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+
+# One line per request on stdout (the journal, under systemd). The address is
+# the client's as the app sees it: through TRUSTED_PROXIES proxies, the last
+# X-Forwarded-For entries. request_id is the response's X-Request-ID, the same
+# as in nginx's log line; worker is the pid of the worker that answered.
 accesslog = "-"
+access_log_format = (
+    '%(h)s - %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms '
+    "request_id=%({x-request-id}o)s worker=%(p)s"
+)

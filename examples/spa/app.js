@@ -1,0 +1,218 @@
+// A browser app for jwt-server on another origin than the API, as a React or
+// Vue app would be: the API must list this page's origin in CORS_ORIGINS.
+// Settings, in the page's URL or here:
+//   ?api=https://api.example.com   where the API is
+//   ?cookie=1                      the API runs with AUTH_COOKIE=true
+"use strict";
+
+const DEFAULT_API = "http://127.0.0.1:8000";
+const params = new URLSearchParams(location.search);
+const API = (params.get("api") || DEFAULT_API).replace(/\/+$/, "");
+const COOKIE_MODE = params.get("cookie") === "1";
+
+// The access token lives in memory only. What renews it survives a reload in
+// sessionStorage (not the tab): the refresh token, or in cookie mode the word
+// "cookie", the token itself being in an HttpOnly cookie no script can read.
+let accessToken = null;
+const renewal = {
+  get: () => sessionStorage.getItem("renewal"),
+  set: (value) => (value ? sessionStorage.setItem("renewal", value) : sessionStorage.removeItem("renewal")),
+};
+
+function keep(tokenResponse) {
+  accessToken = tokenResponse.access_token;
+  renewal.set(tokenResponse.refresh_token || (COOKIE_MODE ? "cookie" : null));
+}
+
+function forget() {
+  accessToken = null;
+  renewal.set(null);
+}
+
+class Problem extends Error {
+  // An error answer of the API: an RFC 9457 problem document.
+  constructor(document) {
+    super(document.detail || document.title || "The request failed.");
+    this.document = document;
+  }
+}
+
+class SessionEnded extends Error {}
+
+function send(method, path, body, token) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  if (token) init.headers.Authorization = `Bearer ${token}`;
+  if (COOKIE_MODE && path.startsWith("/auth")) {
+    // The refresh cookie (Path=/auth) is set, sent and deleted only on these.
+    init.credentials = "include";
+    init.headers["X-Requested-With"] = "fetch";
+  }
+  return fetch(API + path, init);
+}
+
+async function problemOf(answer) {
+  try {
+    return await answer.json();
+  } catch {
+    return { status: answer.status, detail: `The server answered ${answer.status}.` };
+  }
+}
+
+// One refresh at a time: refresh tokens rotate, and the old one presented
+// again would look like a stolen token and end the session.
+let refreshing = null;
+
+function refresh() {
+  refreshing ??= (async () => {
+    const held = renewal.get();
+    const answer = await send("POST", "/auth/refresh", held === "cookie" ? undefined : { refresh_token: held });
+    if (answer.ok) keep(await answer.json());
+    else forget();
+    return answer.ok;
+  })().finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+// Call the API as the logged-in user; on a 401, refresh silently once and retry.
+async function api(method, path, body) {
+  if (!accessToken && renewal.get()) await refresh();
+  const used = accessToken;
+  let answer = await send(method, path, body, used);
+  if (answer.status === 401 && renewal.get() && (accessToken !== used || (await refresh()))) {
+    answer = await send(method, path, body, accessToken);
+  }
+  if (answer.status === 401) throw new SessionEnded();
+  if (!answer.ok) throw new Problem(await problemOf(answer));
+  return answer.status === 204 ? null : answer.json();
+}
+
+async function logIn(username, password) {
+  const answer = await send("POST", "/auth", { username, password });
+  if (!answer.ok) throw new Problem(await problemOf(answer));
+  keep(await answer.json());
+}
+
+async function register(username, password) {
+  const answer = await send("POST", "/users", { username, password });
+  if (!answer.ok) throw new Problem(await problemOf(answer));
+  await logIn(username, password);
+}
+
+async function logOut() {
+  // With sessions, end this one on the server too; the page forgets it anyway.
+  if (renewal.get()) await api("POST", "/auth/logout").catch(() => {});
+  forget();
+  showLogin("You have logged out.", "info");
+}
+
+// The page.
+
+const $ = (selector) => document.querySelector(selector);
+
+function say(text, kind = "error") {
+  $("#message").textContent = text;
+  $("#message").className = kind;
+  $("#message").hidden = !text;
+}
+
+function showLogin(text = "", kind = "error") {
+  $("#pets-section").hidden = true;
+  $("#login-form").hidden = false;
+  $("#login-form").reset();
+  say(text, kind);
+}
+
+function petItem(pet) {
+  const item = document.createElement("li");
+  const label = document.createElement("span");
+  label.textContent = pet.name;
+  if (pet.species) {
+    const species = document.createElement("span");
+    species.className = "species";
+    species.textContent = ` (${pet.species})`;
+    label.append(species);
+  }
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "secondary";
+  remove.textContent = "Delete";
+  remove.setAttribute("aria-label", `Delete ${pet.name}`);
+  remove.addEventListener("click", () => run(async () => {
+    await api("DELETE", `/pets/${pet.id}`);
+    await loadPets();
+  }));
+  item.append(label, remove);
+  return item;
+}
+
+async function loadPets() {
+  const pets = await api("GET", "/my-pets");
+  $("#pets").replaceChildren(...pets.map(petItem));
+  $("#no-pets").hidden = pets.length > 0;
+}
+
+async function showPets() {
+  const me = await api("GET", "/users/me");
+  $("#username").textContent = me.username;
+  await loadPets();
+  $("#login-form").hidden = true;
+  $("#pets-section").hidden = false;
+}
+
+// Run an action, showing what went wrong in the API's own words.
+async function run(action) {
+  try {
+    say("");
+    await action();
+  } catch (error) {
+    if (error instanceof SessionEnded) {
+      forget();
+      showLogin("Your session has ended; please log in again.");
+    } else if (error instanceof Problem) {
+      const fields = (error.document.errors || []).map((field) => field.message);
+      say(fields.length > 1 ? fields.join(" ") : error.message);
+    } else {
+      say(`The API at ${API} cannot be reached.`);
+    }
+  }
+}
+
+$("#login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  run(async () => {
+    await logIn(form.get("username"), form.get("password"));
+    await showPets();
+  });
+});
+
+$("#register").addEventListener("click", () => {
+  const form = new FormData($("#login-form"));
+  run(async () => {
+    await register(form.get("username"), form.get("password"));
+    await showPets();
+  });
+});
+
+$("#pet-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  run(async () => {
+    await api("POST", "/pets", { name: form.get("name"), species: form.get("species") || null });
+    event.target.reset();
+    await loadPets();
+  });
+});
+
+$("#logout").addEventListener("click", () => run(logOut));
+
+if (renewal.get()) {
+  // Back after a reload: a silent refresh gets a new access token.
+  run(() => showPets().catch((error) => { showLogin(); throw error; }));
+} else {
+  showLogin();
+}

@@ -1,0 +1,229 @@
+"""End to end in a real browser: Debian's Chromium, driven by Playwright, runs
+examples/spa/ from one origin against the real gunicorn on another.
+
+This is the proof that CORS works for a browser, preflights included: the
+page sends JSON bodies and an Authorization header, so Chromium asks the API
+first (OPTIONS) and reads nothing, not even an error, unless the API allows
+the page's origin. Every wait is bounded.
+"""
+import functools
+import http.server
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import PASSWORD
+from tests.servers import PROJECT_ROOT, launch
+
+SPA = PROJECT_ROOT / "examples" / "spa"
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless, and nothing that reaches for the network beyond 127.0.0.1.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WAIT_MS = 10_000
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def spa_origin():
+    """examples/spa/ served as static files, the way any web server would."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=SPA))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def api(tmp_path, spa_origin):
+    """The real gunicorn, allowing the page's origin and no other."""
+    server = launch(tmp_path, workers=2, CORS_ORIGINS=spa_origin)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is not installed; .ci/run installs it: apt-get install -y chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, timeout=60_000)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def context(browser):
+    """A fresh browser profile: no storage, no cookies."""
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context):
+    return context.new_page()
+
+
+def access_log(server):
+    """gunicorn's access log: its stdout, next to the stderr file tests/servers.py writes."""
+    return server.stderr_path.with_suffix(".out").read_text()
+
+
+def fill_login(page, username, password):
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+
+
+def open_spa(page, spa_origin, api, cookie=False):
+    page.goto(f"{spa_origin}/index.html?api={api.base_url}" + ("&cookie=1" if cookie else ""))
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+
+
+def add_pet(page, name, species=""):
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Species", exact=True).fill(species)
+    page.get_by_role("button", name="Add pet").click()
+
+
+def pet_items(page):
+    return page.get_by_role("list", name="Pets").get_by_role("listitem")
+
+
+def request_lines(log, *requests):
+    """Index of each ``"METHOD /path HTTP/1.1" status`` line of ``log``, in order of appearance."""
+    lines = log.splitlines()
+    found = []
+    for request in requests:
+        start = found[-1] + 1 if found else 0
+        found.append(next(i for i in range(start, len(lines)) if f'"{request[0]} HTTP/1.1" {request[1]}' in lines[i]))
+    return found
+
+
+def test_browser_spa_logs_in_adds_a_pet_reloads_and_logs_out(page, api, spa_origin, tmp_path):
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    open_spa(page, spa_origin, api)
+    alert = page.get_by_role("alert")
+
+    fill_login(page, "travis", PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_text("Signed in as travis")).to_be_visible()
+    expect(page.get_by_text("No pets yet.")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    expect(alert).to_have_text("You have logged out.")
+
+    # A 401 from the other origin is readable: the page shows the API's own words.
+    fill_login(page, "travis", "not the password")
+    page.get_by_role("button", name="Log in").click()
+    expect(alert).to_have_text("Incorrect username and/or password.")
+
+    fill_login(page, "travis", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text("Signed in as travis")).to_be_visible()
+    add_pet(page, "Bunny", "dog")
+    expect(pet_items(page)).to_have_text([re.compile(r"^Bunny \(dog\)")])
+    add_pet(page, "Rex")
+    expect(pet_items(page)).to_have_text([re.compile(r"^Bunny \(dog\)"), re.compile(r"^Rex")])
+    page.get_by_role("button", name="Delete Rex").click()
+    expect(pet_items(page)).to_have_text([re.compile(r"^Bunny \(dog\)")])
+    expect(alert).to_be_hidden()
+
+    # The access token was in memory only: the reload renews it with the refresh token.
+    page.reload()
+    expect(page.get_by_text("Signed in as travis")).to_be_visible()
+    expect(pet_items(page)).to_have_text([re.compile(r"^Bunny \(dog\)")])
+    page.screenshot(path=str(tmp_path / "spa.png"), full_page=True)
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    expect(page.get_by_role("list", name="Pets")).to_be_hidden()
+    page.reload()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    expect(page.get_by_text("Signed in as")).to_be_hidden()
+
+    # The API holds what the page did; both of the page's sessions ended at its logouts.
+    token = api.call("POST", "/auth", {"username": "travis", "password": PASSWORD}).body["access_token"]
+    assert [pet["name"] for pet in api.call("GET", "/my-pets", token=token).body] == ["Bunny"]
+    assert [session["current"] for session in api.call("GET", "/users/me/sessions", token=token).body] == [True]
+    # Chromium asked before every kind of call, and the API said yes.
+    log = access_log(api)
+    for path in ("/users", "/auth", "/auth/refresh", "/auth/logout", "/users/me", "/my-pets", "/pets"):
+        assert f'"OPTIONS {path} HTTP/1.1" 200' in log, log
+    assert '"POST /auth/refresh HTTP/1.1" 200' in log
+    assert not [text for text in console if "CORS" in text or "Access-Control" in text], console
+
+
+def test_browser_spa_renews_an_expired_access_token_silently(page, tmp_path, spa_origin):
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL="1")
+    try:
+        open_spa(page, spa_origin, api)
+        fill_login(page, "travis", PASSWORD)
+        page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_text("Signed in as travis")).to_be_visible()
+        refresh_token = page.evaluate("sessionStorage.getItem('renewal')")
+
+        page.wait_for_timeout(2_000)  # the access token lives one second
+        add_pet(page, "Bunny", "dog")
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny \(dog\)")])
+        expect(page.get_by_role("alert")).to_be_hidden()
+        expect(page.get_by_text("Signed in as travis")).to_be_visible()
+        assert page.evaluate("sessionStorage.getItem('renewal')") not in (None, refresh_token)
+        # Refused, renewed, retried: in that order.
+        request_lines(access_log(api), ("POST /pets", 401), ("POST /auth/refresh", 200), ("POST /pets", 201))
+    finally:
+        api.stop()
+
+
+def test_browser_spa_in_cookie_mode_keeps_the_refresh_token_from_scripts(context, page, tmp_path, spa_origin):
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, AUTH_COOKIE="true", COOKIE_SECURE="false")
+    try:
+        open_spa(page, spa_origin, api, cookie=True)
+        fill_login(page, "travis", PASSWORD)
+        page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_text("Signed in as travis")).to_be_visible()
+        [cookie] = [cookie for cookie in context.cookies() if cookie["name"] == "refresh_token"]
+        assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/auth")
+        assert page.evaluate("document.cookie") == ""
+        assert page.evaluate("JSON.stringify(sessionStorage)") == '{"renewal":"cookie"}'
+
+        add_pet(page, "Bunny", "dog")
+        page.reload()  # renewed with the cookie, sent cross-origin with credentials
+        expect(page.get_by_text("Signed in as travis")).to_be_visible()
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny \(dog\)")])
+
+        page.get_by_role("button", name="Log out").click()
+        expect(page.get_by_role("button", name="Log in")).to_be_visible()
+        assert [cookie for cookie in context.cookies() if cookie["name"] == "refresh_token"] == []
+        page.reload()
+        expect(page.get_by_role("button", name="Log in")).to_be_visible()
+        assert '"POST /auth/refresh HTTP/1.1" 200' in access_log(api)
+    finally:
+        api.stop()
+
+
+def test_browser_spa_on_an_origin_the_api_does_not_allow_reads_nothing(page, tmp_path, spa_origin):
+    api = launch(tmp_path, workers=1, CORS_ORIGINS="https://app.example.com")
+    try:
+        open_spa(page, spa_origin, api)
+        fill_login(page, "travis", PASSWORD)
+        page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_role("alert")).to_have_text(f"The API at {api.base_url} cannot be reached.")
+        expect(page.get_by_text("Signed in as")).to_be_hidden()
+        assert '"POST /users' not in access_log(api)
+    finally:
+        api.stop()

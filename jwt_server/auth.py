@@ -128,9 +128,8 @@ def token_response(user, session_id, refresh_token, refresh_expires_at):
     return response
 
 
-@bp.post("/auth")
-def login():
-    body = read_body(form_allowed=True)
+def login_fields(body):
+    """``username`` and ``password`` as the original server required them, or a 422."""
     username, password = body.get("username"), body.get("password")
     errors = []
     if not isinstance(username, str) or not username:
@@ -139,14 +138,22 @@ def login():
         errors.append(field_error("password", "Password required."))
     if errors:
         raise validation_error(errors)
+    return username, password
 
+
+def check_credentials(username, password):
+    """The user these credentials prove, counted by the throttle; else 401 (or 429).
+
+    Unknown user and wrong password take the same time and get the same answer.
+    """
     config, db, ip = current_app.config, get_db(), request.remote_addr
     user = find_user(username)
+    user_id = user["id"] if user else None
     locks = throttle.count_attempt(
-        db, username, ip, config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT"], user["id"] if user else None
+        db, username, ip, config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT"], user_id
     )
     if not security.check_password(password, user["password_hash"] if user else None, config["BCRYPT_ROUNDS"]):
-        audit.event("login_failed", user["id"] if user else None, locked_out=locks)
+        audit.event("login_failed", user_id, locked_out=locks)
         raise APIError(
             401, "invalid_credentials", "Incorrect username and/or password.", headers=challenge()
         )
@@ -154,12 +161,19 @@ def login():
     if security.hash_cost(user["password_hash"]) != config["BCRYPT_ROUNDS"]:
         db.execute(
             "UPDATE users SET password_hash = ? WHERE id = ?",
-            (security.hash_password(password, config["BCRYPT_ROUNDS"]), user["id"]),
+            (security.hash_password(password, config["BCRYPT_ROUNDS"]), user_id),
         )
+    return user
+
+
+@bp.post("/auth")
+def login():
+    user = check_credentials(*login_fields(read_body(form_allowed=True)))
+    db = get_db()
     sessions.prune(db)
     throttle.prune(db)
     session_id, refresh_token, expires_at = sessions.open_session(
-        db, user["id"], config["REFRESH_TOKEN_TTL"], request.user_agent.string, ip
+        db, user["id"], current_app.config["REFRESH_TOKEN_TTL"], request.user_agent.string, request.remote_addr
     )
     audit.event("login_succeeded", user["id"], session_id=session_id)
     return token_response(user, session_id, refresh_token, expires_at)

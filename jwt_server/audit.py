@@ -8,7 +8,9 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from flask import g, has_request_context, request
+from flask import has_request_context, request
+
+from .headers import request_id
 
 logger = logging.getLogger("jwt_server.audit")
 
@@ -26,7 +28,7 @@ def event(name, user_id=None, **details):
     line = {
         "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         "event": name,
-        "request_id": g.get("request_id") if in_request else None,
+        "request_id": request_id() if in_request else None,
         "user_id": user_id,
         "ip": request.remote_addr if in_request else None,
         **details,

@@ -29,7 +29,7 @@ def invalid_token(detail="The access token is invalid."):
 
 def bearer_token():
     """The token of ``Authorization: Bearer <token>``; exactly one, strictly."""
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer":
         raise APIError(

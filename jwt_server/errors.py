@@ -7,9 +7,11 @@ import json
 import re
 import sqlite3
 
-from flask import current_app, g
+from flask import current_app
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
+
+from .headers import request_id
 
 # Stable codes for the errors Werkzeug raises; others get their name in snake_case.
 _HTTP_CODES = {
@@ -75,7 +77,7 @@ def handle_http_exception(error):
 
 def handle_database_unavailable(error):
     """The database file is missing, unreadable, full, or locked past the busy timeout."""
-    current_app.logger.exception("database unavailable (request id %s)", g.get("request_id"))
+    current_app.logger.exception("database unavailable (request id %s)", request_id())
     return problem(
         503,
         "database_unavailable",
@@ -85,7 +87,7 @@ def handle_database_unavailable(error):
 
 
 def handle_unexpected(error):
-    current_app.logger.exception("unexpected error (request id %s)", g.get("request_id"))
+    current_app.logger.exception("unexpected error (request id %s)", request_id())
     return problem(
         500,
         "internal_error",

@@ -1,0 +1,244 @@
+"""make bench: the service against a bare-Flask ceiling, bcrypt, and its own data size.
+
+Shared machines are noisy: absolute figures drift from run to run, while
+ratios of figures measured side by side in one run hold. So everything is
+measured in one run, on servers started here from a temporary directory:
+the pairs that are compared alternate round by round, and the best round of
+each counts. ``--smoke`` runs the same steps for about 2 s each on tiny data,
+so that CI notices when the bench itself breaks; it never judges the targets.
+"""
+import argparse
+import os
+import runpy
+import secrets
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+
+from bench import harness, report
+from bench.bare import PETS
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: int  # per wrk measurement
+    login_seconds: int  # longer: a login takes 1/4 s, and the ones cut off at the end are lost
+    warmup: int  # seconds of load on each server before any measurement, not counted
+    rounds: int  # how many times the compared runs alternate; the best round of each counts
+    few_pets: int
+    many_pets: int
+    bcrypt_checks: int  # timed before the logins, and as many after
+    smoke: bool = False
+
+
+FULL = Plan(seconds=10, login_seconds=15, warmup=3, rounds=2, few_pets=1_000, many_pets=1_000_000, bcrypt_checks=4)
+SMOKE = Plan(seconds=2, login_seconds=2, warmup=1, rounds=1, few_pets=150, many_pets=1_500, bcrypt_checks=1, smoke=True)
+CONNECTIONS = 32
+LIST_PATH = "/pets?limit=100"
+LIST_LIMIT = 100
+PASSWORD = "bench password, not a secret"
+
+
+@dataclass
+class Setup:
+    """The servers and users one run measures."""
+
+    service: harness.Server  # on a database where the lister has few pets
+    big_service: harness.Server  # on a copy where the lister has many
+    bare: harness.Server
+    owner_token: str  # the owner's pets are bare.PETS
+    lister_token: str
+    stored_hash: bytes  # the owner's bcrypt hash, as POST /users stored it
+    generate_seconds: float
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="about 2 s per measurement, tiny data (CI)")
+    plan = SMOKE if parser.parse_args().smoke else FULL
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_interrupt)
+    started = time.monotonic()
+    try:
+        harness.require_wrk()
+        with tempfile.TemporaryDirectory(prefix="jwt-bench-") as tmp:
+            servers = []
+            try:
+                figures = measure(plan, Path(tmp), servers)
+            finally:
+                stop_all(servers)
+    except harness.HarnessError as error:
+        sys.exit(f"bench: {error}")
+    except KeyboardInterrupt:
+        sys.exit("bench: interrupted; servers stopped, temporary files removed")
+    figures["elapsed"] = time.monotonic() - started
+    report.print_figures(plan, figures, LIST_PATH)
+
+
+def raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def stop_all(servers):
+    """Stop every server, undisturbed by a second Ctrl-C."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for server in servers:
+            server.stop()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def measure(plan, tmp, servers):
+    figures = {"load_average": os.getloadavg()[0], "cores": len(os.sched_getaffinity(0))}
+    figures["gunicorn"] = gunicorn_settings(tmp)
+    setup = prepare(plan, tmp, servers)
+    figures["generate_seconds"] = setup.generate_seconds
+    my_pets = {"token": setup.owner_token, "connections": CONNECTIONS}
+    pet_list = {"token": setup.lister_token, "connections": 1}
+    for url, options in (
+        (setup.bare.url + "/my-pets", my_pets),
+        (setup.service.url + "/my-pets", my_pets),
+        (setup.service.url + LIST_PATH, pet_list),
+        (setup.big_service.url + LIST_PATH, pet_list),
+    ):
+        harness.wrk(url, seconds=plan.warmup, **options)
+    figures["ceiling"], figures["my_pets"] = alternate(
+        plan.rounds,
+        lambda: harness.wrk(setup.bare.url + "/my-pets", seconds=plan.seconds, **my_pets),
+        lambda: harness.wrk(setup.service.url + "/my-pets", seconds=plan.seconds, **my_pets),
+    )
+    figures.update(measure_logins(plan, setup, figures))
+    figures["few"], figures["many"] = alternate(
+        plan.rounds,
+        lambda: harness.wrk(setup.service.url + LIST_PATH, seconds=plan.seconds, **pet_list),
+        lambda: harness.wrk(setup.big_service.url + LIST_PATH, seconds=plan.seconds, **pet_list),
+    )
+    figures["service_rss"] = setup.service.worker_rss_mb()
+    figures["bare_rss"] = setup.bare.worker_rss_mb()
+    if len(figures["service_rss"]) != figures["gunicorn"]["workers"]:
+        raise harness.HarnessError(f"found {len(figures['service_rss'])} service workers, not {figures['gunicorn']}")
+    return figures
+
+
+def gunicorn_settings(tmp):
+    """Set the environment every server gets, and read what gunicorn.conf.py makes of it."""
+    for name in harness.SERVER_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ["JWT_SECRET"] = secrets.token_hex(32)
+    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'unused.sqlite'}"
+    settings = runpy.run_path(str(harness.PROJECT_ROOT / "gunicorn.conf.py"))
+    return {key: settings[key] for key in ("worker_class", "workers", "threads")}
+
+
+def prepare(plan, tmp, servers):
+    """Users through the API; pets straight into SQLite; a copy of the database with many more."""
+    base, big = tmp / "base.sqlite", tmp / "big.sqlite"
+    service = start(servers, "service", "wsgi:app", tmp, base)
+    service.wait_ready("/health")
+    owner_id, owner_token = register_and_log_in(service.url, "bench_owner")
+    lister_id, lister_token = register_and_log_in(service.url, "bench_lister")
+    started = time.monotonic()
+    harness.add_pets(base, [(pet["id"], owner_id, pet["name"], pet["species"]) for pet in PETS])
+    harness.add_pets(base, harness.generated_pets(lister_id, plan.few_pets))
+    harness.copy_database(base, big)
+    harness.add_pets(big, harness.generated_pets(lister_id, plan.many_pets - plan.few_pets, plan.few_pets))
+    generate_seconds = time.monotonic() - started
+    big_service = start(servers, "service-big", "wsgi:app", tmp, big)
+    bare = start(servers, "bare", "bench.bare:app", tmp, base)
+    big_service.wait_ready("/health")
+    bare.wait_ready("/my-pets")
+    expect_list(bare.url + "/my-pets", owner_token, len(PETS))
+    expect_list(service.url + "/my-pets", owner_token, len(PETS))
+    expect_list(service.url + LIST_PATH, lister_token, LIST_LIMIT)
+    expect_list(big_service.url + LIST_PATH, lister_token, LIST_LIMIT)
+    stored_hash = harness.password_hash(base, owner_id).encode()
+    return Setup(service, big_service, bare, owner_token, lister_token, stored_hash, generate_seconds)
+
+
+def start(servers, name, app, tmp, database):
+    server = harness.Server(name, app, tmp, DATABASE_URL=f"sqlite:///{database}")
+    servers.append(server)
+    return server
+
+
+def register_and_log_in(url, username):
+    """A new user's id and access token, through the API as any client gets them."""
+    status, user = harness.call(url + "/users", {"username": username, "password": PASSWORD})
+    if status != 201:
+        raise harness.HarnessError(f"POST /users answered {status}: {user}")
+    status, tokens = harness.call(url + "/auth", {"username": username, "password": PASSWORD})
+    if status != 200:
+        raise harness.HarnessError(f"POST /auth answered {status}: {tokens}")
+    return user["id"], tokens["access_token"]
+
+
+def expect_list(url, token, length):
+    status, body = harness.call(url, token=token)
+    if status != 200 or not isinstance(body, list) or len(body) != length:
+        raise harness.HarnessError(f"GET {url} answered {status} with {str(body)[:200]}, not {length} pets")
+
+
+def measure_logins(plan, setup, figures):
+    """Logins/s, and the bcrypt check timed just before and after them, on the same machine."""
+    gunicorn = figures["gunicorn"]
+    at_once = min(figures["cores"], gunicorn["workers"] * gunicorn["threads"])
+    checks = time_bcrypt(setup.stored_hash, plan.bcrypt_checks)
+    logins = harness.wrk(
+        setup.service.url + "/auth",
+        connections=2 * at_once,  # enough to keep every core on bcrypt, few to lose at the end
+        seconds=plan.login_seconds,
+        body={"username": "bench_owner", "password": PASSWORD},
+    )
+    checks += time_bcrypt(setup.stored_hash, plan.bcrypt_checks)
+    return {
+        "logins": logins,
+        "at_once": at_once,
+        "bcrypt_cost": int(setup.stored_hash.split(b"$")[2]),
+        "bcrypt_checks": len(checks),
+        "bcrypt_seconds": statistics.median(checks),
+        "bcrypt_parallel": bcrypt_in_parallel(setup.stored_hash, at_once),
+    }
+
+
+def check_password(stored_hash):
+    if not bcrypt.checkpw(PASSWORD.encode(), stored_hash):
+        raise harness.HarnessError("the bench user's password does not match its stored hash")
+
+
+def time_bcrypt(stored_hash, checks):
+    """The seconds each of ``checks`` bcrypt checks of the stored hash takes, one at a time."""
+    durations = []
+    for _ in range(checks):
+        started = time.perf_counter()
+        check_password(stored_hash)
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+def bcrypt_in_parallel(stored_hash, threads):
+    """Checks/s with ``threads`` at once in one process: what this machine allows, no server."""
+    with ThreadPoolExecutor(threads) as pool:
+        started = time.perf_counter()
+        list(pool.map(check_password, [stored_hash] * threads * 2))
+        return threads * 2 / (time.perf_counter() - started)
+
+
+def alternate(rounds, *runs):
+    """Each run in turn, ``rounds`` times over; the best result of each (most requests/s)."""
+    results = [[] for _ in runs]
+    for _ in range(rounds):
+        for result, run in zip(results, runs):
+            result.append(run())
+    return [max(result, key=lambda figures: figures["rps"]) for result in results]
+
+
+if __name__ == "__main__":
+    main()

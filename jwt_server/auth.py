@@ -7,20 +7,14 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from . import audit, security, sessions, throttle
 from .db import get_db
-from .errors import APIError, validation_error
-from .validation import field_error, is_text, read_body
+from .errors import APIError, challenge, validation_error
+from .validation import is_text, read_body, required_text
 
 bp = Blueprint("auth", __name__)
 
 USER_COLUMNS = "id, username, is_admin, created_at"
 REFRESH_COOKIE = "refresh_token"
 _B64TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
-
-
-def challenge(error=None):
-    """The RFC 6750 WWW-Authenticate value, with ``error`` when there is one."""
-    value = 'Bearer realm="jwt-server"'
-    return {"WWW-Authenticate": f'{value}, error="{error}"' if error else value}
 
 
 def invalid_token(detail="The access token is invalid."):
@@ -130,15 +124,10 @@ def token_response(user, session_id, refresh_token, refresh_expires_at):
 
 def login_fields(body):
     """``username`` and ``password`` as the original server required them, or a 422."""
-    username, password = body.get("username"), body.get("password")
-    errors = []
-    if not isinstance(username, str) or not username:
-        errors.append(field_error("username", "Username required."))
-    if not isinstance(password, str) or not password:
-        errors.append(field_error("password", "Password required."))
-    if errors:
-        raise validation_error(errors)
-    return username, password
+    errors = [required_text(body, "username", "Username"), required_text(body, "password", "Password")]
+    if any(errors):
+        raise validation_error([error for error in errors if error])
+    return body["username"], body["password"]
 
 
 def check_credentials(username, password):

@@ -40,6 +40,12 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+def challenge(error=None):
+    """The RFC 6750 WWW-Authenticate header of a 401 or 403, with ``error`` when there is one."""
+    value = 'Bearer realm="jwt-server"'
+    return {"WWW-Authenticate": f'{value}, error="{error}"' if error else value}
+
+
 def validation_error(errors):
     """422 listing ``[{"field", "message"}]``; the detail repeats the first message."""
     return APIError(422, "validation_error", errors[0]["message"], errors=errors)

@@ -7,19 +7,27 @@ import secrets
 from flask import g, request
 
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_process = {"pid": None, "prefix": "", "counter": itertools.count()}
 
 
-def new_request_id():
-    """A unique id: a random prefix per process, then a counter.
+class RequestIds:
+    """Unique ids without a system call each: a random prefix per process, then a counter.
 
-    Request ids must be unique, not unguessable, so this avoids asking the
-    kernel for random bytes on every request. The prefix is made anew in each
-    process, forked workers included.
+    Request ids must be unique, not unguessable. A forked worker draws a new
+    prefix (os.register_at_fork), so workers never share one.
     """
-    if _process["pid"] != os.getpid():
-        _process.update(pid=os.getpid(), prefix=secrets.token_hex(8), counter=itertools.count())
-    return f"{_process['prefix']}{next(_process['counter']):016x}"
+
+    def __init__(self):
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self):
+        self.prefix, self.counter = secrets.token_hex(8), itertools.count()
+
+    def new(self):
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+new_request_id = RequestIds().new
 
 
 def request_id():

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from . import audit
 from .db import transaction
-from .errors import APIError
+from .errors import APIError, challenge
 
 REVOKED_KEPT_SECONDS = 24 * 3600
 PRUNE_BATCH = 500
@@ -30,7 +30,7 @@ def invalid_refresh_token(code="invalid_refresh_token", detail=None):
         401,
         code,
         detail or "The refresh token is invalid, expired or revoked; log in again.",
-        headers={"WWW-Authenticate": 'Bearer realm="jwt-server"'},
+        headers=challenge(),
     )
 
 

@@ -8,7 +8,7 @@ from . import audit, security, sessions
 from .auth import USER_COLUMNS, admin_required, find_user, token_required
 from .db import get_db, transaction
 from .errors import APIError, validation_error
-from .validation import MAX_ID, check_new_password, check_username, field_error, read_body
+from .validation import MAX_ID, check_new_password, check_username, field_error, read_body, required_text
 
 bp = Blueprint("users", __name__, cli_group=None)
 
@@ -54,13 +54,6 @@ def check_own_password(password):
         raise APIError(403, "wrong_password", "The password is not correct.")
 
 
-def required_text(body, field, label):
-    value = body.get(field)
-    if not isinstance(value, str) or not value:
-        return field_error(field, f"{label} required.")
-    return None
-
-
 @bp.post("/users")
 def register():
     if not current_app.config["ALLOW_REGISTRATION"]:
@@ -91,7 +84,9 @@ def list_users():
 @token_required
 def change_password():
     body = read_body()
-    errors = [error for error in [required_text(body, "current_password", "Current password")] if error]
+    errors = []
+    if error := required_text(body, "current_password", "Current password"):
+        errors.append(error)
     if message := check_new_password(body.get("new_password")):
         errors.append(field_error("new_password", message))
     if errors:

@@ -45,6 +45,14 @@ def field_error(field, message):
     return {"field": field, "message": message}
 
 
+def required_text(body, field, label):
+    """An error if ``body[field]`` is missing, empty or not a string ("Username required.")."""
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        return field_error(field, f"{label} required.")
+    return None
+
+
 def is_text(value):
     """A str that SQLite and bcrypt can take: encodable as UTF-8, no NUL."""
     if not isinstance(value, str) or "\0" in value:

@@ -8,17 +8,17 @@ SECRET = "test-secret-that-is-at-least-32-bytes-long"
 PASSWORD = "correct horse battery"
 
 
+def build_app(database, **settings):
+    """An app on the database file ``database``, with the cheapest bcrypt cost and ``settings``."""
+    return create_app(
+        {"TESTING": True, "DATABASE": str(database), "JWT_SECRET": SECRET, "BCRYPT_ROUNDS": 4, **settings}
+    )
+
+
 @pytest.fixture
 def app(tmp_path):
-    """An app on a fresh temporary database, with the cheapest bcrypt cost."""
-    return create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(tmp_path / "test.sqlite"),
-            "JWT_SECRET": SECRET,
-            "BCRYPT_ROUNDS": 4,
-        }
-    )
+    """An app on a fresh temporary database."""
+    return build_app(tmp_path / "test.sqlite")
 
 
 @pytest.fixture

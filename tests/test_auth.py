@@ -8,8 +8,7 @@ import bcrypt
 import jwt
 import pytest
 
-from jwt_server import create_app
-from tests.conftest import PASSWORD, SECRET, login, register
+from tests.conftest import PASSWORD, SECRET, build_app, login, register
 
 CHALLENGE = 'Bearer realm="jwt-server"'
 INVALID_CREDENTIALS = "Incorrect username and/or password."
@@ -205,15 +204,7 @@ def test_register_ignores_is_admin_in_the_body(client, database):
 
 
 def test_register_is_403_when_registration_is_disabled(tmp_path):
-    closed = create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(tmp_path / "closed.sqlite"),
-            "JWT_SECRET": SECRET,
-            "BCRYPT_ROUNDS": 4,
-            "ALLOW_REGISTRATION": False,
-        }
-    )
+    closed = build_app(tmp_path / "closed.sqlite", ALLOW_REGISTRATION=False)
 
     response = closed.test_client().post(
         "/users", json={"username": "travis", "password": PASSWORD}
@@ -406,15 +397,7 @@ def test_token_claims_name_the_user_as_a_string_with_the_configured_lifetime(app
 
 
 def test_token_lifetime_follows_access_token_ttl(tmp_path):
-    short = create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(tmp_path / "short.sqlite"),
-            "JWT_SECRET": SECRET,
-            "BCRYPT_ROUNDS": 4,
-            "ACCESS_TOKEN_TTL": 120,
-        }
-    )
+    short = build_app(tmp_path / "short.sqlite", ACCESS_TOKEN_TTL=120)
     client = short.test_client()
     register(client)
 

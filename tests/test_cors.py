@@ -1,9 +1,8 @@
 """CORS: browsers on allowed origins can call the API and read its errors."""
 import pytest
 
-from jwt_server import create_app
 from jwt_server.config import ConfigError, cors_origins
-from tests.conftest import SECRET, login, register
+from tests.conftest import build_app, login, register
 
 ALLOWED = "https://app.example.com"
 PREFLIGHT = {
@@ -20,15 +19,7 @@ def header_set(response, name):
 @pytest.fixture
 def listed_client(tmp_path):
     """A client of an app that allows only https://app.example.com."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(tmp_path / "listed.sqlite"),
-            "JWT_SECRET": SECRET,
-            "BCRYPT_ROUNDS": 4,
-            "CORS_ORIGINS": [ALLOWED],
-        }
-    )
+    app = build_app(tmp_path / "listed.sqlite", CORS_ORIGINS=[ALLOWED])
     return app.test_client()
 
 

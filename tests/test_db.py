@@ -7,9 +7,8 @@ import time
 import bcrypt
 import pytest
 
-from jwt_server import create_app
 from jwt_server.db import MIGRATIONS_PATH, MigrationError, connect, get_db, migrate
-from tests.conftest import PASSWORD, SECRET, login, register
+from tests.conftest import PASSWORD, build_app, login, register
 
 STEP_COUNT = len(re.findall(r"^-- step \d+:", MIGRATIONS_PATH.read_text(), re.MULTILINE))
 
@@ -149,7 +148,7 @@ def koa_app(tmp_path):
             (5, 99, "Orphan", "bird"),
         ],
     )
-    return create_app({"TESTING": True, "DATABASE": str(path), "JWT_SECRET": SECRET, "BCRYPT_ROUNDS": 4})
+    return build_app(path)
 
 
 def stored_hash(app, user_id):
@@ -236,7 +235,7 @@ def test_new_rows_after_a_koa_migration_never_reuse_an_id(tmp_path):
     with connection:
         connection.execute("DELETE FROM users WHERE id = 8")
     connection.close()
-    app = create_app({"TESTING": True, "DATABASE": str(path), "JWT_SECRET": SECRET, "BCRYPT_ROUNDS": 4})
+    app = build_app(path)
     client = app.test_client()
     assert register(client, "newcomer")["id"] > 8
     response = client.post("/pets", json={"name": "Rex"}, headers=login(client, "newcomer"))
@@ -268,7 +267,7 @@ def test_create_app_refuses_to_start_on_koa_usernames_differing_by_case(tmp_path
     path = tmp_path / "db.sqlite"
     build_koa_database(path, users=[(1, "bob", "pw one here"), (2, "BOB", "pw two here")], pets=[])
     with pytest.raises(MigrationError):
-        create_app({"TESTING": True, "DATABASE": str(path), "JWT_SECRET": SECRET, "BCRYPT_ROUNDS": 4})
+        build_app(path)
 
 
 def _migrate_together(barrier, path, results):

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from jwt_server import create_app
-from tests.conftest import PASSWORD, SECRET, register
+from tests.conftest import PASSWORD, build_app, register
 
 ROUNDS = 10
 TRIES = 15
@@ -26,15 +25,8 @@ FAILED_LOGINS = {
 
 @pytest.mark.slow
 def test_unknown_user_and_wrong_password_take_the_same_time(tmp_path):
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(tmp_path / "timing.sqlite"),
-            "JWT_SECRET": SECRET,
-            "BCRYPT_ROUNDS": ROUNDS,
-            "LOGIN_MAX_FAILURES": 1000,  # every try must reach bcrypt, none be throttled
-        }
-    )
+    # LOGIN_MAX_FAILURES: every try must reach bcrypt, none be throttled
+    app = build_app(tmp_path / "timing.sqlite", BCRYPT_ROUNDS=ROUNDS, LOGIN_MAX_FAILURES=1000)
     client = app.test_client()
     register(client)
     durations = {kind: [] for kind in FAILED_LOGINS}

@@ -19,7 +19,7 @@ import pytest
 from jwt_server import create_app
 from jwt_server.config import ConfigError, load_config
 from jwt_server.sessions import REVOKED_KEPT_SECONDS
-from tests.conftest import PASSWORD, SECRET, register
+from tests.conftest import PASSWORD, SECRET, build_app, register
 
 NEW_PASSWORD = "a brand new passphrase"
 DEFAULT_REFRESH_TTL = 30 * 24 * 3600
@@ -561,10 +561,7 @@ def test_session_past_its_expiry_refuses_both_tokens(client, database, travis):
 
 
 def test_session_ends_by_itself_after_refresh_token_ttl(tmp_path):
-    app = create_app(
-        {"TESTING": True, "DATABASE": str(tmp_path / "ttl.sqlite"), "JWT_SECRET": SECRET,
-         "BCRYPT_ROUNDS": 4, "REFRESH_TOKEN_TTL": 1}
-    )
+    app = build_app(tmp_path / "ttl.sqlite", REFRESH_TOKEN_TTL=1)
     client = app.test_client()
     register(client)
     response = client.post("/auth", json={"username": "travis", "password": PASSWORD})
@@ -667,16 +664,8 @@ def test_revoked_session_expires_within_a_day_so_pruning_removes_it(client, data
 
 
 def cookie_app(tmp_path, secure=True):
-    return create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(tmp_path / "cookie.sqlite"),
-            "JWT_SECRET": SECRET,
-            "BCRYPT_ROUNDS": 4,
-            "AUTH_COOKIE": True,
-            "COOKIE_SECURE": secure,
-            "CORS_ORIGINS": [APP_ORIGIN],
-        }
+    return build_app(
+        tmp_path / "cookie.sqlite", AUTH_COOKIE=True, COOKIE_SECURE=secure, CORS_ORIGINS=[APP_ORIGIN]
     )
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jwt_server import create_app
 from jwt_server.throttle import username_key
-from tests.conftest import PASSWORD, SECRET, register
+from tests.conftest import PASSWORD, build_app, register
 
 MAX_FAILURES = 5
 LOCKOUT = 60
@@ -25,17 +24,8 @@ def make_app(tmp_path):
     """Build an app on tmp_path's database with extra settings."""
 
     def make(**settings):
-        return create_app(
-            {
-                "TESTING": True,
-                "DATABASE": str(tmp_path / "throttle.sqlite"),
-                "JWT_SECRET": SECRET,
-                "BCRYPT_ROUNDS": 4,
-                "LOGIN_MAX_FAILURES": MAX_FAILURES,
-                "LOGIN_LOCKOUT": LOCKOUT,
-                **settings,
-            }
-        )
+        settings = {"LOGIN_MAX_FAILURES": MAX_FAILURES, "LOGIN_LOCKOUT": LOCKOUT, **settings}
+        return build_app(tmp_path / "throttle.sqlite", **settings)
 
     return make
 

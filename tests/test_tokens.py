@@ -10,8 +10,7 @@ import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
-from jwt_server import create_app
-from tests.conftest import SECRET, login, register
+from tests.conftest import SECRET, build_app, login, register
 
 OTHER_SECRET = "another-secret-that-is-also-32-bytes-long"
 CHALLENGE = 'Bearer realm="jwt-server"'
@@ -289,15 +288,7 @@ def test_token_with_the_basic_scheme_is_not_accepted(client, auth_headers):
 
 
 def app_with(tmp_path, name, **overrides):
-    return create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(tmp_path / f"{name}.sqlite"),
-            "JWT_SECRET": SECRET,
-            "BCRYPT_ROUNDS": 4,
-            **overrides,
-        }
-    )
+    return build_app(tmp_path / f"{name}.sqlite", **overrides)
 
 
 def test_token_expired_5_seconds_ago_is_accepted_within_leeway(tmp_path):

@@ -4,6 +4,9 @@ import pytest
 
 from jwt_server import create_app
 
+# The start_gunicorn fixture of the *_e2e.py files lives with the launcher.
+pytest_plugins = ["tests.servers"]
+
 SECRET = "test-secret-that-is-at-least-32-bytes-long"
 PASSWORD = "correct horse battery"
 

@@ -13,14 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from jwt_server.db import migrate
 from tests.conftest import PASSWORD
-from tests.servers import (  # noqa: F401  (start_gunicorn is a fixture)
+from tests.servers import (
     GUNICORN,
     PROJECT_ROOT,
     START_TIMEOUT,
     free_port,
     register_and_login,
     server_environment,
-    start_gunicorn,
 )
 
 MIGRATIONS = (PROJECT_ROOT / "migrations.sql").read_text()

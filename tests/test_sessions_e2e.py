@@ -16,7 +16,7 @@ from contextlib import closing
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.servers import START_TIMEOUT, start_gunicorn  # noqa: F401  (start_gunicorn is a fixture)
+from tests.servers import START_TIMEOUT
 
 WORKERS = 4
 RACERS = 10

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from jwt_server.throttle import username_key
 from tests.conftest import PASSWORD
-from tests.servers import call, register_and_login, start_gunicorn  # noqa: F401 (a fixture)
+from tests.servers import call, register_and_login
 
 MAX_FAILURES = 5
 GUESSES = 50

@@ -1,3 +1,4 @@
+import re
 import sqlite3
 
 import pytest
@@ -9,6 +10,38 @@ pytest_plugins = ["tests.servers"]
 
 SECRET = "test-secret-that-is-at-least-32-bytes-long"
 PASSWORD = "correct horse battery"
+
+
+# The status phrases API.md's problem documents carry as "title".
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def assert_problem(response, status, code=None):
+    """``response`` is an RFC 9457 problem document for ``status`` (and ``code``); returns its body."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["type"] == "about:blank"
+    assert body["title"] == TITLES[status]
+    assert body["status"] == status
+    assert isinstance(body["detail"], str) and body["detail"].strip()
+    assert re.fullmatch(r"[a-z]+(_[a-z]+)*", body["code"]), body["code"]
+    if code is not None:
+        assert body["code"] == code
+    return body
 
 
 def build_app(database, **settings):

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import PASSWORD, SECRET, register
+from tests.conftest import PASSWORD, SECRET, assert_problem, register
 
 ATTACKER_SECRET = "attacker-chosen-secret-of-32-bytes-or-more"
 DROP = object()
@@ -440,13 +440,6 @@ class Target:
 @pytest.fixture(params=BODY_ROUTES, ids=BODY_ROUTES.keys())
 def target(request, scene):
     return Target(scene, request.param)
-
-
-def assert_problem(response, status, code):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    assert response.get_json()["code"] == code
-    return response.get_json()
 
 
 RAW_BODIES = [

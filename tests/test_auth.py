@@ -8,7 +8,7 @@ import bcrypt
 import jwt
 import pytest
 
-from tests.conftest import PASSWORD, SECRET, build_app, login, register
+from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, login, register
 
 CHALLENGE = 'Bearer realm="jwt-server"'
 INVALID_CREDENTIALS = "Incorrect username and/or password."
@@ -44,15 +44,6 @@ def insert_user(database, username, password_hash):
         "INSERT INTO users (username, password_hash) VALUES (?, ?)", (username, password_hash)
     )
     database.commit()
-
-
-def assert_problem(response, status, code):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 def token_claims(response):

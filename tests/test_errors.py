@@ -6,36 +6,10 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import PASSWORD, login, register
+from tests.conftest import PASSWORD, assert_problem, login, register
 
 MAX_BODY = 64 * 1024
-TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Request Entity Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Entity",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 GENERATED_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
-
-def assert_problem(response, status, code=None):
-    """``response`` is an RFC 9457 problem document for ``status``; returns its body."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["type"] == "about:blank"
-    assert body["title"] == TITLES[status]
-    assert body["status"] == status
-    assert isinstance(body["detail"], str) and body["detail"].strip()
-    assert re.fullmatch(r"[a-z]+(_[a-z]+)*", body["code"]), body["code"]
-    if code is not None:
-        assert body["code"] == code
-    return body
 
 
 # Routing errors

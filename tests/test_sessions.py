@@ -19,7 +19,7 @@ import pytest
 from jwt_server import create_app
 from jwt_server.config import ConfigError, load_config
 from jwt_server.sessions import REVOKED_KEPT_SECONDS
-from tests.conftest import PASSWORD, SECRET, build_app, register
+from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, register
 
 NEW_PASSWORD = "a brand new passphrase"
 DEFAULT_REFRESH_TTL = 30 * 24 * 3600
@@ -70,15 +70,6 @@ def refreshed(client, tokens):
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     return Tokens(body["access_token"], body["refresh_token"])
-
-
-def assert_problem(response, status, code):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 def assert_access_refused(client, tokens):

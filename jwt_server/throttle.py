@@ -27,9 +27,9 @@ def count_attempt(db, username, ip, max_failures, lockout, user_id=None):
     Returns True when this attempt, if it fails, starts a lockout. ``user_id``
     (None for an unknown username) is only for the audit line.
     """
-    now = int(time.time())
     key = username_key(username)
     with transaction(db):
+        now = int(time.time())  # once the lock is held: the lock may take a second to get
         row = db.execute(
             "SELECT failures, lockouts, locked_until FROM login_throttle WHERE username_key = ? AND ip = ?",
             (key, ip),

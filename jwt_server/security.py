@@ -7,13 +7,14 @@ import time
 import bcrypt
 import jwt
 
+from .validation import MAX_ID
+
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss", "sid"]
 BCRYPT_MAX_BYTES = 72
 
 _BCRYPT_COST = re.compile(r"\$2[abxy]\$(\d\d)\$")
 _ROW_ID = re.compile(r"[1-9][0-9]{0,18}")
-MAX_ROW_ID = 2**63 - 1
 
 
 def password_bytes(password):
@@ -135,4 +136,4 @@ def check_times(claims, leeway):
 
 def is_row_id(value):
     """A positive SQLite integer key written as a string: "1", not 1, "01" or " 1"."""
-    return isinstance(value, str) and bool(_ROW_ID.fullmatch(value)) and int(value) <= MAX_ROW_ID
+    return isinstance(value, str) and bool(_ROW_ID.fullmatch(value)) and int(value) <= MAX_ID

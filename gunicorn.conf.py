@@ -7,7 +7,7 @@ crowd of workers failing one after another.
 import multiprocessing
 import os
 
-from jwt_server.config import load_config, read_int, read_or_create_secret
+from jwt_server.config import load_config, read, read_or_create_secret
 
 _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:
@@ -15,17 +15,12 @@ if not _settings["JWT_SECRET"]:
 
 # Loopback (or a unix socket) only: nginx is the one client, and the app
 # believes its X-Forwarded-For (TRUSTED_PROXIES), so no one else may connect.
-if os.environ.get("BIND", "").strip():
-    bind = [os.environ["BIND"].strip()]
-else:
-    bind = [f"127.0.0.1:{read_int(os.environ, 'PORT', 8000, low=1, high=65535)}"]
+bind = [read(os.environ, "BIND") or f"127.0.0.1:{read(os.environ, 'PORT')}"]
 
 # Threads let one worker serve other requests while a login waits on bcrypt,
 # which releases the GIL: logins run in parallel, and keep-alive works.
 worker_class = "gthread"
-workers = read_int(
-    os.environ, "WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1, low=1, high=64
-)
+workers = read(os.environ, "WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1
 threads = 4
 # A worker whose main loop is silent this long is killed and replaced. With
 # gthread a slow request does not trigger it; nginx answers 504 for one after
@@ -49,7 +44,7 @@ control_socket_disable = True
 
 # Believe X-Forwarded-Proto only from nginx on this host, and no other scheme
 # header: nginx sets this one and overwrites whatever the client sent.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+forwarded_allow_ips = read(os.environ, "FORWARDED_ALLOW_IPS")
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 
 # One line per request on stdout (the journal, under systemd). The address is

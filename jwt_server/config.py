@@ -6,6 +6,8 @@ of a traceback at the first request that happens to need it.
 import os
 import re
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -33,59 +35,104 @@ class ConfigError(SystemExit):
         super().__init__(f"jwt-server: configuration error: {message}")
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its default, how it is read, and where it goes.
+
+    ``key`` is the app.config key it fills, or None for the variables that
+    only gunicorn.conf.py reads (where to listen, how many workers).
+    """
+
+    name: str
+    default: object
+    parse: Callable[[str, str], object]
+    key: str | None = None
+    # A variable set to blank means its default, except where blank is a mistake.
+    blank_allowed: bool = True
+
+
+def integer(low, high):
+    def parse(name, raw):
+        if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
+            raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {raw!r}.")
+        return int(raw)
+
+    return parse
+
+
+def boolean(name, raw):
+    if raw.lower() not in _TRUE | _FALSE:
+        raise ConfigError(f"{name} must be true or false, not {raw!r}.")
+    return raw.lower() in _TRUE
+
+
+def text(name, raw):
+    return raw
+
+
+def bind_address(name, raw):
+    """``host:port``, ``[v6]:port`` or ``unix:/path``, as gunicorn takes it."""
+    if raw.startswith("unix:") and len(raw) > len("unix:"):
+        return raw
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{name} must be host:port or unix:/path, not {raw!r}.")
+    return raw
+
+
+# Every variable the server reads, in the order the README's table lists them.
+SETTINGS = (
+    Setting("DATABASE_URL", "sqlite:///db/db.sqlite", lambda name, raw: database_path(raw), "DATABASE"),
+    Setting("JWT_SECRET", None, lambda name, raw: jwt_secret(raw), "JWT_SECRET"),
+    Setting("JWT_ISSUER", "jwt-server", text, "JWT_ISSUER", blank_allowed=False),
+    Setting("JWT_LEEWAY", 0, integer(0, 3600), "JWT_LEEWAY"),
+    Setting("ACCESS_TOKEN_TTL", 900, integer(1, TEN_YEARS), "ACCESS_TOKEN_TTL"),
+    Setting("REFRESH_TOKEN_TTL", 2592000, integer(1, TEN_YEARS), "REFRESH_TOKEN_TTL"),
+    Setting("BCRYPT_ROUNDS", 12, integer(4, 31), "BCRYPT_ROUNDS"),
+    Setting("CORS_ORIGINS", "*", lambda name, raw: cors_origins(raw), "CORS_ORIGINS"),
+    Setting("ALLOW_REGISTRATION", True, boolean, "ALLOW_REGISTRATION"),
+    Setting("AUTH_COOKIE", False, boolean, "AUTH_COOKIE"),
+    Setting("COOKIE_SECURE", True, boolean, "COOKIE_SECURE"),
+    Setting("LOGIN_MAX_FAILURES", 5, integer(1, 1000), "LOGIN_MAX_FAILURES"),
+    Setting("LOGIN_LOCKOUT", 60, integer(1, 86400), "LOGIN_LOCKOUT"),
+    Setting("TRUSTED_PROXIES", 0, integer(0, 10), "TRUSTED_PROXIES"),
+    # Read by gunicorn.conf.py only.
+    Setting("PORT", 8000, integer(1, 65535)),
+    Setting("BIND", None, bind_address),
+    Setting("WEB_CONCURRENCY", None, integer(1, 64)),
+    Setting("FORWARDED_ALLOW_IPS", "127.0.0.1,::1", text),
+)
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+# What a test or the bench clears to start a server from a known state.
+ENVIRONMENT_VARIABLES = frozenset(SETTINGS_BY_NAME) | {"GUNICORN_CMD_ARGS"}
+
+
+def read(environ, name):
+    """The value of one setting in ``environ``: its default when unset or blank."""
+    setting = SETTINGS_BY_NAME[name]
+    raw = environ.get(name, "").strip()
+    if not raw:
+        if name in environ and not setting.blank_allowed:
+            raise ConfigError(f"{name} must not be empty.")
+        raw = setting.default
+        if not isinstance(raw, str):
+            return raw
+    return setting.parse(name, raw)
+
+
 def load_config(environ):
     """Return the app's settings from ``environ``, or raise ConfigError.
 
     ``JWT_SECRET`` is None when unset: the factory then reads or creates
     ``db/jwt-secret`` (see read_or_create_secret).
     """
-    settings = {
-        "DATABASE": database_path(environ.get("DATABASE_URL", "sqlite:///db/db.sqlite")),
-        "JWT_SECRET": jwt_secret(environ.get("JWT_SECRET")),
-        "JWT_ISSUER": non_empty(environ, "JWT_ISSUER", "jwt-server"),
-        "JWT_LEEWAY": read_int(environ, "JWT_LEEWAY", 0, low=0, high=3600),
-        "ACCESS_TOKEN_TTL": read_int(environ, "ACCESS_TOKEN_TTL", 900, low=1, high=TEN_YEARS),
-        "REFRESH_TOKEN_TTL": read_int(environ, "REFRESH_TOKEN_TTL", 2592000, low=1, high=TEN_YEARS),
-        "BCRYPT_ROUNDS": read_int(environ, "BCRYPT_ROUNDS", 12, low=4, high=31),
-        "CORS_ORIGINS": cors_origins(environ.get("CORS_ORIGINS", "*")),
-        "ALLOW_REGISTRATION": read_bool(environ, "ALLOW_REGISTRATION", True),
-        "AUTH_COOKIE": read_bool(environ, "AUTH_COOKIE", False),
-        "COOKIE_SECURE": read_bool(environ, "COOKIE_SECURE", True),
-        "LOGIN_MAX_FAILURES": read_int(environ, "LOGIN_MAX_FAILURES", 5, low=1, high=1000),
-        "LOGIN_LOCKOUT": read_int(environ, "LOGIN_LOCKOUT", 60, low=1, high=86400),
-        "TRUSTED_PROXIES": read_int(environ, "TRUSTED_PROXIES", 0, low=0, high=10),
-    }
+    settings = {setting.key: read(environ, setting.name) for setting in SETTINGS if setting.key}
     if settings["AUTH_COOKIE"] and settings["CORS_ORIGINS"] == "*":
         raise ConfigError(
             "AUTH_COOKIE=true needs CORS_ORIGINS to list the app's origins: "
             "a credentialed cookie cannot be offered to every origin."
         )
     return settings
-
-
-def read_int(environ, name, default, *, low, high):
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
-        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {raw!r}.")
-    return int(raw)
-
-
-def read_bool(environ, name, default):
-    raw = environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in _TRUE | _FALSE:
-        raise ConfigError(f"{name} must be true or false, not {raw!r}.")
-    return raw in _TRUE
-
-
-def non_empty(environ, name, default):
-    value = environ.get(name, default).strip()
-    if not value:
-        raise ConfigError(f"{name} must not be empty.")
-    return value
 
 
 def database_path(url):

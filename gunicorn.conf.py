@@ -7,7 +7,7 @@ crowd of workers failing one after another.
 import multiprocessing
 import os
 
-from jwt_server.config import load_config, read, read_or_create_secret
+from jwt_server.config import WORKER_THREADS, load_config, read, read_or_create_secret
 
 _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:
@@ -21,7 +21,8 @@ bind = [read(os.environ, "BIND") or f"127.0.0.1:{read(os.environ, 'PORT')}"]
 # which releases the GIL: logins run in parallel, and keep-alive works.
 worker_class = "gthread"
 workers = read(os.environ, "WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1
-threads = 4
+# Each worker's PostgreSQL pool holds as many connections (DATABASE_POOL_SIZE).
+threads = WORKER_THREADS
 # A worker whose main loop is silent this long is killed and replaced. With
 # gthread a slow request does not trigger it; nginx answers 504 for one after
 # its proxy_read_timeout, also 30 s.

@@ -13,6 +13,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET_PATH = PROJECT_ROOT / "db" / "jwt-secret"
 MIN_SECRET_BYTES = 32
+# gunicorn.conf.py's threads per worker, and so the default PostgreSQL pool size.
+WORKER_THREADS = 4
 TEN_YEARS = 10 * 365 * 24 * 3600
 
 _ORIGIN = re.compile(
@@ -82,7 +84,7 @@ def bind_address(name, raw):
 
 # Every variable the server reads, in the order the README's table lists them.
 SETTINGS = (
-    Setting("DATABASE_URL", "sqlite:///db/db.sqlite", lambda name, raw: database_path(raw), "DATABASE"),
+    Setting("DATABASE_URL", "sqlite:///db/db.sqlite", lambda name, raw: database(raw), "DATABASE"),
     Setting("JWT_SECRET", None, lambda name, raw: jwt_secret(raw), "JWT_SECRET"),
     Setting("JWT_ISSUER", "jwt-server", text, "JWT_ISSUER", blank_allowed=False),
     Setting("JWT_LEEWAY", 0, integer(0, 3600), "JWT_LEEWAY"),
@@ -96,6 +98,7 @@ SETTINGS = (
     Setting("LOGIN_MAX_FAILURES", 5, integer(1, 1000), "LOGIN_MAX_FAILURES"),
     Setting("LOGIN_LOCKOUT", 60, integer(1, 86400), "LOGIN_LOCKOUT"),
     Setting("TRUSTED_PROXIES", 0, integer(0, 10), "TRUSTED_PROXIES"),
+    Setting("DATABASE_POOL_SIZE", WORKER_THREADS, integer(1, 100), "DATABASE_POOL_SIZE"),
     # Read by gunicorn.conf.py only.
     Setting("PORT", 8000, integer(1, 65535)),
     Setting("BIND", None, bind_address),
@@ -127,12 +130,50 @@ def load_config(environ):
     ``db/jwt-secret`` (see read_or_create_secret).
     """
     settings = {setting.key: read(environ, setting.name) for setting in SETTINGS if setting.key}
+    if is_postgres_url(settings["DATABASE"]) and not settings["JWT_SECRET"]:
+        raise ConfigError(
+            "JWT_SECRET must be set with a PostgreSQL DATABASE_URL: every host must sign with the same secret."
+        )
     if settings["AUTH_COOKIE"] and settings["CORS_ORIGINS"] == "*":
         raise ConfigError(
             "AUTH_COOKIE=true needs CORS_ORIGINS to list the app's origins: "
             "a credentialed cookie cannot be offered to every origin."
         )
     return settings
+
+
+def is_postgres_url(url):
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def database(url):
+    """A SQLite file's path, or a PostgreSQL URL as given (libpq reads it)."""
+    return postgres_url(url) if is_postgres_url(url) else database_path(url)
+
+
+def postgres_url(url):
+    """``url`` if libpq can read it; the error names it without its password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        port = conninfo_to_dict(url).get("port", "5432")
+        if not all(re.fullmatch(r"[0-9]{1,5}", each) and 0 < int(each) < 65536 for each in port.split(",")):
+            raise ValueError(f"the port {port!r} is not a number from 1 to 65535")
+    except Exception as error:  # libpq's parse error, whatever its class, or the port
+        reason = " ".join(str(error).split())
+        raise ConfigError(
+            f"DATABASE_URL {redact(url, url)!r} is not a PostgreSQL URL libpq can read "
+            f"(postgresql://user:password@host:5432/dbname): {redact(reason, url)}"
+        ) from None
+    return url
+
+
+def redact(message, url):
+    """``message`` with every password in ``url`` (``user:password@``, ``password=``) as ***."""
+    passwords = re.findall(r"^[a-z]+://[^:@/?]*:([^@/?]+)@|[?&]password=([^&]+)", url)
+    for password in filter(None, sum(passwords, ())):
+        message = message.replace(password, "***")
+    return message
 
 
 def database_path(url):

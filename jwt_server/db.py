@@ -1,4 +1,11 @@
-"""SQLite: a connection per request on ``g``, transactions, migrations.
+"""The database: a connection per request on ``g``, transactions, migrations.
+
+Two engines sit behind this one interface: SQLite, the embedded default, and
+PostgreSQL when ``DATABASE_URL`` names one (postgres.py: the pool, the
+placeholders, the advisory-locked migrations). Routes write one SQL text for
+both, with ``?`` or ``:name`` placeholders, and read rows by column name.
+A parameter that may be NULL is given a type where it is first used
+(``CAST(:keep AS BIGINT) IS NULL``): PostgreSQL cannot guess one.
 
 Opening a connection costs about as much as the rest of a small request, so
 each worker thread keeps its own open connection and lends it to one request
@@ -21,10 +28,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 from flask import current_app, g
 
+from . import postgres
+
 MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations.sql"
+POSTGRES_MIGRATIONS_PATH = MIGRATIONS_PATH.with_name("migrations.postgresql.sql")
 BUSY_TIMEOUT_SECONDS = 10
+# "Already taken", "no such parent row": what a constraint refused, on either engine.
+IntegrityError = (sqlite3.IntegrityError, psycopg.IntegrityError)
+# SQLite result codes a retry can fix: the file is locked, busy, gone, unreadable, full or read-only.
+_SQLITE_TRANSIENT = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_NOTADB,
+}
 _STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
 
 
@@ -50,6 +73,10 @@ def connect(path):
 
 def get_db():
     if "db" not in g:
+        pool = current_app.extensions.get("jwt_server.pool")
+        if pool is not None:
+            g.db = pool.getconn()
+            return g.db
         idle = current_app.extensions["jwt_server.connections"]
         path = current_app.config["DATABASE"]
         connection = getattr(idle, "connection", None)
@@ -65,6 +92,9 @@ def release_db(exception=None):
     connection = g.pop("db", None)
     if connection is None:
         return
+    if not isinstance(connection, sqlite3.Connection):
+        current_app.extensions["jwt_server.pool"].putconn(connection)
+        return
     if exception is not None or connection.in_transaction:
         connection.close()
         return
@@ -74,7 +104,15 @@ def release_db(exception=None):
 
 @contextmanager
 def transaction(connection):
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises.
+
+    On PostgreSQL it is a READ COMMITTED transaction: the statements that
+    must not race lock the rows they change (see postgres.py).
+    """
+    if not isinstance(connection, sqlite3.Connection):
+        with connection.transaction():
+            yield connection
+        return
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield connection
@@ -84,8 +122,8 @@ def transaction(connection):
     connection.execute("COMMIT")
 
 
-def migration_steps(text):
-    """``[(number, [statement, ...]), ...]`` from the text of migrations.sql."""
+def migration_steps(text, name="migrations.sql"):
+    """``[(number, [statement, ...]), ...]`` from the text of a migrations file."""
     headers = list(_STEP_HEADER.finditer(text))
     steps = []
     for header, following in zip(headers, headers[1:] + [None]):
@@ -93,7 +131,7 @@ def migration_steps(text):
         steps.append((int(header.group(1)), split_statements(body)))
     numbers = [number for number, _ in steps]
     if numbers != list(range(1, len(steps) + 1)):
-        raise MigrationError(f"migrations.sql steps must be numbered 1, 2, 3...; found {numbers}")
+        raise MigrationError(f"{name} steps must be numbered 1, 2, 3...; found {numbers}")
     return steps
 
 
@@ -111,8 +149,17 @@ def split_statements(sql):
     return statements
 
 
-def migrate(path, migrations_path=MIGRATIONS_PATH):
-    """Bring the database at ``path`` (created if absent) up to the last step.
+def migrate(database, migrations_path=None):
+    """Bring the database (a SQLite path or a PostgreSQL URL) up to its last step."""
+    if postgres.is_url(database):
+        path = Path(migrations_path or POSTGRES_MIGRATIONS_PATH)
+        postgres.migrate(database, migration_steps(path.read_text(), path.name), MigrationError)
+    else:
+        migrate_sqlite(database, migrations_path or MIGRATIONS_PATH)
+
+
+def migrate_sqlite(path, migrations_path=MIGRATIONS_PATH):
+    """Bring the SQLite database at ``path`` (created if absent) up to the last step.
 
     Safe when several workers start at once on the same file: the version is
     read again after BEGIN IMMEDIATE, so the first worker applies the steps
@@ -169,7 +216,44 @@ def schema_version(connection):
     return connection.execute("PRAGMA user_version").fetchone()[0]
 
 
+def is_transient(error):
+    """True when a retry can fix ``error`` (a 503), False for a bug (a 500)."""
+    if isinstance(error, psycopg.Error):
+        return postgres.is_transient(error)
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _SQLITE_TRANSIENT
+
+
+def ping():
+    """One round trip to the database, on a fresh SQLite connection.
+
+    Not a worker's open SQLite connection: that one would still read a file
+    that has been deleted or moved away since.
+    """
+    database = current_app.config["DATABASE"]
+    if postgres.is_url(database):
+        get_db().execute("SELECT 1").fetchone()
+        return
+    connection = connect(database)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        connection.close()
+
+
+def close(app):
+    """Close this process's PostgreSQL pool (tests build many apps in one process)."""
+    pool = app.extensions.get("jwt_server.pool")
+    if pool is not None:
+        pool.close()
+
+
 def init_app(app):
-    migrate(app.config["DATABASE"])
+    database = app.config["DATABASE"]
+    migrate(database)
+    if postgres.is_url(database):
+        app.extensions["jwt_server.pool"] = postgres.ProcessPool(
+            database, app.config["DATABASE_POOL_SIZE"], BUSY_TIMEOUT_SECONDS
+        )
     app.extensions["jwt_server.connections"] = threading.local()
     app.teardown_appcontext(release_db)

@@ -7,10 +7,12 @@ import json
 import re
 import sqlite3
 
+import psycopg
 from flask import current_app
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from . import db
 from .headers import request_id
 
 # Stable codes for the errors Werkzeug raises; others get their name in snake_case.
@@ -81,8 +83,10 @@ def handle_http_exception(error):
     return problem(error.code, code, detail, headers=headers)
 
 
-def handle_database_unavailable(error):
-    """The database file is missing, unreadable, full, or locked past the busy timeout."""
+def handle_database_error(error):
+    """503 for what a retry can fix (the database unreachable, locked, full...); else a bug, 500."""
+    if not db.is_transient(error):
+        return handle_unexpected(error)
     current_app.logger.exception("database unavailable (request id %s)", request_id())
     return problem(
         503,
@@ -104,5 +108,6 @@ def handle_unexpected(error):
 def init_app(app):
     app.register_error_handler(APIError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(sqlite3.OperationalError, handle_database_unavailable)
+    app.register_error_handler(sqlite3.Error, handle_database_error)
+    app.register_error_handler(psycopg.Error, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

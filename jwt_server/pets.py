@@ -92,7 +92,7 @@ def list_pets():
     rows = get_db().execute(
         """
         SELECT id, name, species FROM pets
-        WHERE user_id = :user_id AND id > :after AND (:species IS NULL OR species = :species)
+        WHERE user_id = :user_id AND id > :after AND (CAST(:species AS TEXT) IS NULL OR species = :species)
         ORDER BY id LIMIT :limit
         """,
         {"user_id": g.user["id"], "after": after, "species": species, "limit": limit + 1},

@@ -107,11 +107,12 @@ def revoke(db, *, session_id=None, user_id=None, keep=None):
     now = int(time.time())
     return db.execute(
         """
-        UPDATE sessions SET revoked_at = :now, expires_at = MIN(expires_at, :now + :kept)
+        UPDATE sessions SET revoked_at = :now,
+            expires_at = CASE WHEN expires_at < :now + :kept THEN expires_at ELSE :now + :kept END
         WHERE revoked_at IS NULL AND expires_at > :now
-          AND (:session_id IS NULL OR id = :session_id)
-          AND (:user_id IS NULL OR user_id = :user_id)
-          AND (:keep IS NULL OR id != :keep)
+          AND (CAST(:session_id AS BIGINT) IS NULL OR id = :session_id)
+          AND (CAST(:user_id AS BIGINT) IS NULL OR user_id = :user_id)
+          AND (CAST(:keep AS BIGINT) IS NULL OR id != :keep)
         """,
         {"now": now, "kept": REVOKED_KEPT_SECONDS, "session_id": session_id, "user_id": user_id, "keep": keep},
     ).rowcount

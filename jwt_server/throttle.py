@@ -1,7 +1,8 @@
 """Login throttling per (username, client IP), kept in the database.
 
 An attempt is counted as a failure *before* its bcrypt comparison, inside
-one BEGIN IMMEDIATE transaction with the check, and forgiven if it succeeds.
+one transaction with the check that holds the pair's row locked, and
+forgiven if it succeeds.
 So a burst of parallel guesses across every worker gets at most
 ``LOGIN_MAX_FAILURES`` comparisons: the attempt that reaches the limit
 locks the pair at once, while its own comparison is still running.
@@ -29,28 +30,21 @@ def count_attempt(db, username, ip, max_failures, lockout, user_id=None):
     """
     key = username_key(username)
     with transaction(db):
+        row = lock_pair(db, key, ip)
         now = int(time.time())  # once the lock is held: the lock may take a second to get
-        row = db.execute(
-            "SELECT failures, lockouts, locked_until FROM login_throttle WHERE username_key = ? AND ip = ?",
-            (key, ip),
-        ).fetchone()
-        if row is not None and row["locked_until"] > now:
+        if row["locked_until"] > now:
             retry_after = row["locked_until"] - now
         else:
             retry_after = None
-            failures = (row["failures"] if row else 0) + 1
-            lockouts = row["lockouts"] if row else 0
+            failures = row["failures"] + 1
             locks = failures >= max_failures
-            locked_until = now + min(lockout * 2**lockouts, MAX_LOCKOUT_SECONDS) if locks else 0
+            locked_until = now + min(lockout * 2 ** row["lockouts"], MAX_LOCKOUT_SECONDS) if locks else 0
             db.execute(
                 """
-                INSERT INTO login_throttle (username_key, ip, failures, lockouts, locked_until, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (username_key, ip) DO UPDATE SET failures = excluded.failures,
-                    lockouts = excluded.lockouts, locked_until = excluded.locked_until,
-                    updated_at = excluded.updated_at
+                UPDATE login_throttle SET failures = ?, lockouts = ?, locked_until = ?, updated_at = ?
+                WHERE username_key = ? AND ip = ?
                 """,
-                (key, ip, failures, lockouts + locks, locked_until, now),
+                (failures, row["lockouts"] + locks, locked_until, now, key, ip),
             )
     if retry_after is not None:
         audit.event("login_throttled", user_id, retry_after=retry_after)
@@ -61,6 +55,24 @@ def count_attempt(db, username, ip, max_failures, lockout, user_id=None):
             headers={"Retry-After": str(retry_after)},
         )
     return locks
+
+
+def lock_pair(db, key, ip):
+    """The pair's row, created if new, locked until the transaction ends.
+
+    On SQLite BEGIN IMMEDIATE already holds the only write lock. On
+    PostgreSQL, where transactions on other hosts run at the same time, the
+    upsert takes the row's lock (waiting for whoever holds it) and returns
+    the row as they left it, so no two attempts read the same count.
+    """
+    return db.execute(
+        """
+        INSERT INTO login_throttle (username_key, ip, failures, updated_at) VALUES (?, ?, 0, ?)
+        ON CONFLICT (username_key, ip) DO UPDATE SET updated_at = login_throttle.updated_at
+        RETURNING failures, lockouts, locked_until
+        """,
+        (key, ip, int(time.time())),
+    ).fetchone()
 
 
 def forgive(db, username, ip):

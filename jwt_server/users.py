@@ -1,12 +1,10 @@
 """The users blueprint: register, the caller's account and sessions; user CLI."""
-import sqlite3
-
 import click
 from flask import Blueprint, current_app, g
 
 from . import audit, security, sessions
 from .auth import USER_COLUMNS, admin_required, find_user, token_required
-from .db import get_db, transaction
+from .db import IntegrityError, get_db, transaction
 from .errors import APIError, validation_error
 from .validation import MAX_ID, check_new_password, check_username, field_error, read_body, required_text
 
@@ -43,7 +41,7 @@ def create_user(username, password, is_admin=False):
             f"INSERT INTO users (username, password_hash, is_admin) VALUES (?, ?, ?) RETURNING {USER_COLUMNS}",
             (username, password_hash, int(is_admin)),
         ).fetchone()
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         raise taken from None
 
 

@@ -4,6 +4,9 @@ import os
 import re
 import sqlite3
 
+import psycopg
+import psycopg_pool
+
 import pytest
 
 from tests.conftest import PASSWORD, assert_problem, login, register
@@ -197,9 +200,24 @@ def test_unexpected_exception_is_a_500_problem_without_details(app, client, capl
     assert "Traceback" in caplog.text and "secret detail" in caplog.text
 
 
+def sqlite_error(message, code):
+    """An error as sqlite3 raises it, with its result code."""
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    return error
+
+
 @pytest.mark.parametrize(
     "exception",
-    [sqlite3.OperationalError("database is locked"), sqlite3.OperationalError("unable to open database file")],
+    [
+        sqlite_error("database is locked", sqlite3.SQLITE_BUSY),
+        sqlite_error("unable to open database file", sqlite3.SQLITE_CANTOPEN),
+        psycopg.OperationalError("connection failed: Connection refused"),
+        psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec"),
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.errors.SerializationFailure("could not serialize access"),
+        psycopg.errors.TooManyConnections("sorry, too many clients already"),
+    ],
 )
 def test_database_operational_error_is_a_503_problem_with_retry_after(app, client, caplog, exception):
     app.add_url_rule("/locked", "locked", failing_view(exception))
@@ -303,3 +321,20 @@ def test_an_invalid_client_request_id_is_replaced(client, request_id):
     assert replaced != request_id
     assert GENERATED_REQUEST_ID.fullmatch(replaced)
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "exception",
+    [
+        sqlite_error('near "SELEC": syntax error', sqlite3.SQLITE_ERROR),
+        sqlite_error("no such column: nickname", sqlite3.SQLITE_ERROR),
+        psycopg.errors.SyntaxError('syntax error at or near "SELEC"'),
+        psycopg.errors.UndefinedColumn('column "nickname" does not exist'),
+    ],
+)
+def test_database_bug_is_a_500_not_a_503(app, client, exception):
+    app.add_url_rule("/bug", "bug", failing_view(exception))
+    response = client.get("/bug")
+    assert_problem(response, 500, "internal_error")
+    assert "Retry-After" not in response.headers
+    assert str(exception) not in response.get_data(as_text=True)

@@ -1,0 +1,142 @@
+"""PostgreSQL: a bounded pool per worker process, and SQL written once for both engines.
+
+The rest of the package writes SQL as for SQLite, with ``?`` and ``:name``
+placeholders; ``Connection.execute`` turns them into psycopg's ``%s`` and
+``%(name)s`` (once per statement text) and rows come back as dicts, read by
+column name like ``sqlite3.Row``. Connections run in autocommit mode, as the
+SQLite ones do, and ``transaction()`` in db.py opens a READ COMMITTED
+transaction with psycopg's ``Connection.transaction()``. The statements that
+must not race across hosts take row locks (an ``UPDATE ... WHERE old value``,
+an upsert) or rely on unique constraints, so they need no SERIALIZABLE retry.
+
+Each worker process opens its own pool on its first request: a pool (its
+sockets, its threads) must never be shared across a fork.
+"""
+import functools
+import os
+import re
+import threading
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+# SQLSTATE classes a retry can fix: connection exceptions, transaction
+# rollbacks (serialization failure, deadlock), insufficient resources (too
+# many connections, disk full), operator intervention (shutdown, canceled),
+# system errors.
+TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+_MIGRATION_LOCK = 7_370_937_412  # any constant: it names the lock of this schema's history
+# A quoted string or identifier, a cast, or a placeholder; the rest is copied.
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|\?|:([A-Za-z_][A-Za-z0-9_]*)|%")
+# Pools this process inherited through a fork: kept referenced, never closed,
+# because closing them would end the parent's sessions on the server.
+_inherited_pools = []
+_pools_lock = threading.Lock()
+
+
+def is_url(database):
+    return database.startswith(("postgresql://", "postgres://"))
+
+
+@functools.lru_cache(maxsize=1024)
+def to_pyformat(sql):
+    """``?`` and ``:name`` placeholders as psycopg's ``%s`` and ``%(name)s``."""
+
+    def replace(match):
+        token = match.group(0)
+        if token == "?":
+            return "%s"
+        if match.group(1):
+            return f"%({match.group(1)})s"
+        return "%%" if token == "%" else token
+
+    return _TOKENS.sub(replace, sql)
+
+
+class Connection(psycopg.Connection):
+    def execute(self, query, params=None, **kwargs):
+        return super().execute(query if params is None else to_pyformat(query), params, **kwargs)
+
+
+def connect(url, **kwargs):
+    return Connection.connect(url, autocommit=True, row_factory=dict_row, **kwargs)
+
+
+class ProcessPool:
+    """The pool of the current process, opened on first use in each process."""
+
+    def __init__(self, url, size, timeout):
+        self.url, self.size, self.timeout = url, size, timeout
+        self.pid, self.pool = None, None
+
+    def get(self):
+        if self.pid != os.getpid():
+            with _pools_lock:
+                if self.pid != os.getpid():
+                    if self.pool is not None:
+                        _inherited_pools.append(self.pool)
+                    self.pool = ConnectionPool(
+                        self.url,
+                        min_size=self.size,
+                        max_size=self.size,
+                        timeout=self.timeout,
+                        # Give up on one reconnection attempt within the busy
+                        # timeout, so that its back-off never grows long: the
+                        # next request starts a fresh attempt.
+                        reconnect_timeout=self.timeout,
+                        kwargs={"autocommit": True, "row_factory": dict_row},
+                        connection_class=Connection,
+                        name=f"jwt-server-{os.getpid()}",
+                        open=True,
+                    )
+                    self.pid = os.getpid()
+        return self.pool
+
+    def getconn(self):
+        return self.get().getconn()
+
+    def putconn(self, connection):
+        """Back to the pool: rolled back if left in a transaction, discarded if broken."""
+        self.get().putconn(connection)
+
+    def close(self):
+        if self.pool is not None and self.pid == os.getpid():
+            self.pool.close()
+        self.pid, self.pool = None, None
+
+
+def is_transient(error):
+    """True for what a retry can fix (connection lost, pool timeout, shutdown...)."""
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate:
+        return sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+    # No SQLSTATE: the client side failed (no connection, pool timeout, closed socket).
+    return isinstance(error, psycopg.OperationalError)
+
+
+def migrate(url, steps, error_class):
+    """Apply the steps above the stored version, once, however many processes start.
+
+    Every worker of every host runs this at start-up: the advisory lock lets
+    one of them apply the steps while the others wait, then read the new
+    version under the lock and find nothing left to do.
+    """
+    latest = steps[-1][0]
+    with connect(url, connect_timeout=10) as connection, connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        row = connection.execute("SELECT version FROM schema_version").fetchone()
+        current = row["version"] if row else 0
+        if current > latest:
+            raise error_class(f"the database is at schema step {current}, newer than this code's {latest}")
+        if current == latest:
+            return
+        for number, statements in steps[current:]:
+            for statement in statements:
+                try:
+                    connection.execute(statement)
+                except psycopg.Error as error:
+                    raise error_class(f"migration step {number} failed: {error}") from error
+        connection.execute("DELETE FROM schema_version")
+        connection.execute("INSERT INTO schema_version (version) VALUES (?)", (latest,))

@@ -1,0 +1,105 @@
+"""A throwaway PostgreSQL server for the tests: Debian's initdb and pg_ctl in a temporary directory.
+
+Nothing of the machine's own PostgreSQL is used: the cluster lives in its own
+directory, listens on a unix socket there (and on a TCP address when asked),
+trusts local connections, and is deleted afterwards. PostgreSQL refuses to
+run as root, so under root the server runs as the ``postgres`` user that
+Debian's package creates. Durability is switched off: these databases live
+for one test.
+"""
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+SUPERUSER = "postgres"
+FAST_AND_FORGETFUL = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+
+
+def binary(name):
+    """A PostgreSQL program from PATH, or from Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if found is None:
+        raise RuntimeError(f"{name} not found: install Debian's postgresql package (make system-packages)")
+    return found
+
+
+def run_as():
+    """The user the server runs as: ``postgres`` under root (initdb refuses root), else ourselves."""
+    return SUPERUSER if os.geteuid() == 0 else None
+
+
+class PostgresServer:
+    """One cluster in ``directory``; ``listen`` adds a TCP address (``host``) on ``port``."""
+
+    def __init__(self, directory=None, listen="", port=5432):
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="jwt-server-pg-"))
+        self.data = self.directory / "data"
+        self.listen, self.port = listen, port
+        self.user = run_as()
+        self._names = itertools.count(1)
+
+    def command(self, *args, **kwargs):
+        return subprocess.run(
+            args, user=self.user, check=True, capture_output=True, text=True, timeout=60, **kwargs
+        )
+
+    def initdb(self):
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+        self.command(
+            binary("initdb"), "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
+            "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+        )
+
+    def start(self):
+        if not self.data.exists():
+            self.initdb()
+        options = [
+            "-k", str(self.directory), "-p", str(self.port), "-c", f"listen_addresses={self.listen}",
+            "-c", "max_connections=300", *FAST_AND_FORGETFUL,
+        ]
+        self.command(
+            binary("pg_ctl"), "-D", str(self.data), "-l", str(self.directory / "server.log"),
+            "-w", "-t", "30", "-o", " ".join(options), "start",
+        )
+        return self
+
+    def stop(self, mode="fast"):
+        if (self.data / "postmaster.pid").exists():
+            self.command(binary("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def destroy(self):
+        self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def url(self, dbname="postgres", host=None):
+        """A URL for ``dbname``: over the unix socket, or over TCP to ``host``."""
+        if host:
+            return f"postgresql://{SUPERUSER}@{host}:{self.port}/{dbname}"
+        return f"postgresql://{SUPERUSER}@/{dbname}?host={self.directory}&port={self.port}"
+
+    def execute(self, sql, dbname="postgres"):
+        with psycopg.connect(self.url(dbname), autocommit=True) as connection:
+            connection.execute(sql)
+
+    def create_database(self, template=None):
+        """A new empty database (a copy of ``template``, if given): its name."""
+        name = f"test_{os.getpid()}_{next(self._names)}"
+        copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
+        self.execute(f"CREATE DATABASE {name}{copy}")
+        return name
+
+    def drop_database(self, name):
+        self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -38,21 +38,31 @@ POSTGRES_MIGRATIONS_PATH = MIGRATIONS_PATH.with_name("migrations.postgresql.sql"
 BUSY_TIMEOUT_SECONDS = 10
 # "Already taken", "no such parent row": what a constraint refused, on either engine.
 IntegrityError = (sqlite3.IntegrityError, psycopg.IntegrityError)
-# SQLite result codes a retry can fix: the file is locked, busy, gone, unreadable, full or read-only.
-_SQLITE_TRANSIENT = {
-    sqlite3.SQLITE_BUSY,
-    sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_FULL,
-    sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_NOTADB,
-}
+# SQLite's largest integer key: an id past it names no row (and would not bind).
+MAX_ID = 2**63 - 1
 _STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
+
+
+# SQLite's primary result codes that a retry can cure: busy and locked
+# (past the busy timeout), read-only, I/O error, full, cannot open.
+TRANSIENT_SQLITE_CODES = {5, 6, 8, 10, 13, 14}
+_TRANSIENT_MESSAGES = ("locked", "busy", "readonly", "read-only", "disk i/o", "full", "unable to open")
 
 
 class MigrationError(RuntimeError):
     pass
+
+
+def is_transient(error):
+    """True for a database error that a retry can fix; False for a bug (bad SQL, a missing column)."""
+    if isinstance(error, psycopg.Error):
+        return postgres.is_transient(error)
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in TRANSIENT_SQLITE_CODES
+    # Python < 3.11 gives no result code: judge by SQLite's message.
+    message = str(error).lower()
+    return isinstance(error, sqlite3.OperationalError) and any(word in message for word in _TRANSIENT_MESSAGES)
 
 
 def connect(path):
@@ -214,14 +224,6 @@ def enable_wal(connection):
 
 def schema_version(connection):
     return connection.execute("PRAGMA user_version").fetchone()[0]
-
-
-def is_transient(error):
-    """True when a retry can fix ``error`` (a 503), False for a bug (a 500)."""
-    if isinstance(error, psycopg.Error):
-        return postgres.is_transient(error)
-    code = getattr(error, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in _SQLITE_TRANSIENT
 
 
 def ping():

@@ -1,7 +1,9 @@
 """Every error becomes an RFC 9457 problem document (application/problem+json).
 
 Routes raise; one set of handlers, registered on the app so that they also
-see the 404 and 405 raised by URL routing, builds every error response.
+see the 404 and 405 raised by URL routing, builds every error response. The
+data modules raise domain errors (exceptions.py) that know nothing of HTTP:
+their status, code and sentence are given here.
 """
 import json
 import re
@@ -13,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from . import db
+from .exceptions import DomainError, InvalidRefreshToken, LockedOut, RefreshTokenReused, UsernameTaken
 from .headers import request_id
 
 # Stable codes for the errors Werkzeug raises; others get their name in snake_case.
@@ -27,6 +30,28 @@ _DETAILS = {
     404: "There is nothing at this URL.",
     405: "This URL does not support this method; the Allow header lists the ones it does.",
     413: "The request body is larger than the 64 KiB this server accepts.",
+}
+
+
+# Each domain error's problem: status, code, detail. A subclass without an
+# entry of its own gets its parent's.
+_DOMAIN_PROBLEMS = {
+    UsernameTaken: (409, "username_taken", "That username is already taken."),
+    InvalidRefreshToken: (
+        401,
+        "invalid_refresh_token",
+        "The refresh token is invalid, expired or revoked; log in again.",
+    ),
+    RefreshTokenReused: (
+        401,
+        "refresh_token_reused",
+        "This refresh token was already used: the session is revoked; log in again.",
+    ),
+    LockedOut: (
+        429,
+        "too_many_attempts",
+        "Too many failed logins for this username from this address; try again later.",
+    ),
 }
 
 
@@ -74,6 +99,15 @@ def handle_api_error(error):
     return problem(error.status, error.code, error.detail, errors=error.errors, headers=error.headers)
 
 
+def handle_domain_error(error):
+    kind = next(kind for kind in type(error).__mro__ if kind in _DOMAIN_PROBLEMS)
+    status, code, detail = _DOMAIN_PROBLEMS[kind]
+    headers = challenge() if status == 401 else {}
+    if isinstance(error, LockedOut):
+        headers["Retry-After"] = str(error.retry_after)
+    return problem(status, code, detail, headers=headers)
+
+
 def handle_http_exception(error):
     if error.code is None or error.code < 400:
         return error
@@ -108,6 +142,7 @@ def handle_unexpected(error):
 def init_app(app):
     app.register_error_handler(APIError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(sqlite3.Error, handle_database_error)
     app.register_error_handler(psycopg.Error, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

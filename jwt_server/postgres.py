@@ -58,6 +58,11 @@ class Connection(psycopg.Connection):
     def execute(self, query, params=None, **kwargs):
         return super().execute(query if params is None else to_pyformat(query), params, **kwargs)
 
+    def executemany(self, query, params_seq):
+        with self.cursor() as cursor:
+            cursor.executemany(to_pyformat(query), params_seq)
+            return cursor
+
 
 def connect(url, **kwargs):
     return Connection.connect(url, autocommit=True, row_factory=dict_row, **kwargs)

@@ -1,12 +1,13 @@
 import re
 import sqlite3
-
 import pytest
 
-from jwt_server import create_app
+from jwt_server import create_app, db
+from tests.postgres_server import PostgresServer
 
 # The start_gunicorn fixture of the *_e2e.py files lives with the launcher.
 pytest_plugins = ["tests.servers"]
+ENGINES = ("sqlite", "postgresql")
 
 SECRET = "test-secret-that-is-at-least-32-bytes-long"
 PASSWORD = "correct horse battery"
@@ -51,10 +52,55 @@ def build_app(database, **settings):
     )
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--engine",
+        action="append",
+        choices=ENGINES,
+        help="run the tests that use the database on this engine only (repeatable; default: both)",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: the test inspects SQLite itself (its file, PRAGMAs)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that uses the ``engine`` fixture (the app does) runs once per engine."""
+    if "engine" in metafunc.fixturenames:
+        engines = metafunc.config.getoption("engine") or ENGINES
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            engines = [engine for engine in engines if engine == "sqlite"]
+        metafunc.parametrize("engine", engines)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the whole run, and a migrated database the tests share."""
+    server = PostgresServer().start()
+    server.template = server.create_database()
+    db.migrate(server.url(server.template))
+    yield server
+    server.destroy()
+
+
 @pytest.fixture
-def app(tmp_path):
-    """An app on a fresh temporary database."""
-    return build_app(tmp_path / "test.sqlite")
+def database_location(engine, tmp_path, request):
+    """Where a test's database lives: a new SQLite file, or the emptied PostgreSQL database's URL."""
+    if engine == "sqlite":
+        yield str(tmp_path / "test.sqlite")
+        return
+    server = request.getfixturevalue("postgres_server")
+    server.empty(server.template)
+    yield server.url(server.template)
+
+
+@pytest.fixture
+def app(database_location):
+    """An app on a fresh temporary database, of each engine in turn."""
+    app = build_app(database_location)
+    yield app
+    db.close(app)
 
 
 @pytest.fixture
@@ -67,11 +113,39 @@ def runner(app):
     return app.test_cli_runner()
 
 
+class Row(tuple):
+    """A row read by index or by column name, on either engine, like sqlite3.Row."""
+
+    names = ()
+
+    def __getitem__(self, key):
+        return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
+
+    def keys(self):
+        return list(self.names)
+
+
+def hybrid_rows(cursor):
+    names = tuple(column.name for column in cursor.description or ())
+    row_class = type("Row", (Row,), {"names": names})
+    return lambda values: row_class(values)
+
+
+def inspect(location):
+    """A separate connection to the database at ``location``, to check what it holds."""
+    if location.startswith("postgresql://"):
+        from jwt_server.postgres import Connection
+
+        return Connection.connect(location, autocommit=True, row_factory=hybrid_rows)
+    connection = sqlite3.connect(location)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
 @pytest.fixture
 def database(app):
     """A separate connection to the app's database, to check what it holds."""
-    connection = sqlite3.connect(app.config["DATABASE"])
-    connection.row_factory = sqlite3.Row
+    connection = inspect(app.config["DATABASE"])
     yield connection
     connection.close()
 

@@ -101,5 +101,24 @@ class PostgresServer:
         self.execute(f"CREATE DATABASE {name}{copy}")
         return name
 
+    def empty(self, dbname):
+        """Delete every row of every table but schema_version, and restart every id at 1.
+
+        Much faster than a new database per test (CREATE DATABASE copies files).
+        """
+        with psycopg.connect(self.url(dbname), autocommit=True) as connection:
+            tables = [row[0] for row in connection.execute(
+                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' AND tablename != 'schema_version'"
+            )]
+            sequences = [row[0] for row in connection.execute(
+                "SELECT quote_ident(sequencename) FROM pg_sequences WHERE schemaname = 'public'"
+            )]
+            with connection.transaction():
+                connection.execute("SET LOCAL session_replication_role = replica")  # no foreign-key order
+                for table in tables:
+                    connection.execute(f"DELETE FROM {table}")
+                for sequence in sequences:
+                    connection.execute(f"ALTER SEQUENCE {sequence} RESTART")
+
     def drop_database(self, name):
         self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

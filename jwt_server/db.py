@@ -102,7 +102,7 @@ def release_db(exception=None):
     connection = g.pop("db", None)
     if connection is None:
         return
-    if not isinstance(connection, sqlite3.Connection):
+    if not is_sqlite(connection):
         current_app.extensions["jwt_server.pool"].putconn(connection)
         return
     if exception is not None or connection.in_transaction:
@@ -112,6 +112,10 @@ def release_db(exception=None):
     idle.connection, idle.path = connection, g.pop("db_path")
 
 
+def is_sqlite(connection):
+    return isinstance(connection, sqlite3.Connection)
+
+
 @contextmanager
 def transaction(connection):
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises.
@@ -119,7 +123,7 @@ def transaction(connection):
     On PostgreSQL it is a READ COMMITTED transaction: the statements that
     must not race lock the rows they change (see postgres.py).
     """
-    if not isinstance(connection, sqlite3.Connection):
+    if not is_sqlite(connection):
         with connection.transaction():
             yield connection
         return
@@ -162,10 +166,14 @@ def split_statements(sql):
 def migrate(database, migrations_path=None):
     """Bring the database (a SQLite path or a PostgreSQL URL) up to its last step."""
     if postgres.is_url(database):
-        path = Path(migrations_path or POSTGRES_MIGRATIONS_PATH)
-        postgres.migrate(database, migration_steps(path.read_text(), path.name), MigrationError)
+        postgres.migrate(database, postgres_steps(migrations_path), MigrationError)
     else:
         migrate_sqlite(database, migrations_path or MIGRATIONS_PATH)
+
+
+def postgres_steps(migrations_path=None):
+    path = Path(migrations_path or POSTGRES_MIGRATIONS_PATH)
+    return migration_steps(path.read_text(), path.name)
 
 
 def migrate_sqlite(path, migrations_path=MIGRATIONS_PATH):

@@ -127,21 +127,25 @@ def migrate(url, steps, error_class):
     one of them apply the steps while the others wait, then read the new
     version under the lock and find nothing left to do.
     """
-    latest = steps[-1][0]
     with connect(url, connect_timeout=10) as connection, connection.transaction():
-        connection.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
-        connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-        row = connection.execute("SELECT version FROM schema_version").fetchone()
-        current = row["version"] if row else 0
-        if current > latest:
-            raise error_class(f"the database is at schema step {current}, newer than this code's {latest}")
-        if current == latest:
-            return
-        for number, statements in steps[current:]:
-            for statement in statements:
-                try:
-                    connection.execute(statement)
-                except psycopg.Error as error:
-                    raise error_class(f"migration step {number} failed: {error}") from error
+        apply_steps(connection, steps, error_class)
+
+
+def apply_steps(connection, steps, error_class):
+    """The migration itself, inside the caller's transaction (copy-database joins it to the copy)."""
+    latest = steps[-1][0]
+    connection.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+    connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+    row = connection.execute("SELECT version FROM schema_version").fetchone()
+    current = row["version"] if row else 0
+    if current > latest:
+        raise error_class(f"the database is at schema step {current}, newer than this code's {latest}")
+    for number, statements in steps[current:]:
+        for statement in statements:
+            try:
+                connection.execute(statement)
+            except psycopg.Error as error:
+                raise error_class(f"migration step {number} failed: {error}") from error
+    if current != latest:
         connection.execute("DELETE FROM schema_version")
         connection.execute("INSERT INTO schema_version (version) VALUES (?)", (latest,))

@@ -70,7 +70,7 @@ def pytest_generate_tests(metafunc):
     if "engine" in metafunc.fixturenames:
         engines = metafunc.config.getoption("engine") or ENGINES
         if metafunc.definition.get_closest_marker("sqlite_only"):
-            engines = [engine for engine in engines if engine == "sqlite"]
+            engines = ["sqlite"]
         metafunc.parametrize("engine", engines)
 
 
@@ -140,6 +140,15 @@ def inspect(location):
     connection = sqlite3.connect(location)
     connection.row_factory = sqlite3.Row
     return connection
+
+
+def table_names(connection):
+    """The tables of the database behind ``connection`` (either engine), schema bookkeeping aside."""
+    if isinstance(connection, sqlite3.Connection):
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'sqlite_sequence'"
+    else:
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename != 'schema_version'"
+    return sorted(row[0] for row in connection.execute(sql))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import PASSWORD, SECRET, assert_problem, register
+from tests.conftest import PASSWORD, SECRET, assert_problem, register, table_names
 
 ATTACKER_SECRET = "attacker-chosen-secret-of-32-bytes-or-more"
 DROP = object()
@@ -42,10 +42,9 @@ BIG = 60_000  # under the 64 KiB body limit once quoted
 
 def snapshot(database):
     """Every row of every table, to compare before and after an attack."""
-    tables = [name for (name,) in database.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     return {
         table: sorted((tuple(row) for row in database.execute(f'SELECT * FROM "{table}"')), key=repr)
-        for table in tables
+        for table in table_names(database)
     }
 
 

@@ -36,6 +36,7 @@ def test_a_bug_in_sql_is_a_500_not_a_retry_later(app, client, caplog, sql):
     assert logged and "buggy-1" in logged[0].getMessage()
 
 
+@pytest.mark.sqlite_only
 def test_a_database_that_cannot_be_opened_is_a_503(app, client, tmp_path):
     app.config["DATABASE"] = str(tmp_path / "missing" / "db.sqlite")
     app.add_url_rule("/reads", "reads", view_running("SELECT 1"))

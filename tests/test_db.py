@@ -7,7 +7,7 @@ import time
 import bcrypt
 import pytest
 
-from jwt_server.db import MIGRATIONS_PATH, MigrationError, connect, get_db, migrate
+from jwt_server.db import MIGRATIONS_PATH, IntegrityError, MigrationError, connect, get_db, migrate
 from tests.conftest import PASSWORD, build_app, login, register
 
 STEP_COUNT = len(re.findall(r"^-- step \d+:", MIGRATIONS_PATH.read_text(), re.MULTILINE))
@@ -76,6 +76,7 @@ def migrated_once(tmp_path):
     return schema(path)
 
 
+@pytest.mark.sqlite_only
 def test_fresh_database_is_at_the_last_step(app, migrated_once):
     connection = sqlite3.connect(app.config["DATABASE"])
     assert connection.execute("PRAGMA user_version").fetchone()[0] == STEP_COUNT
@@ -92,6 +93,7 @@ def test_fresh_database_is_at_the_last_step(app, migrated_once):
     assert schema(app.config["DATABASE"]) == migrated_once
 
 
+@pytest.mark.sqlite_only
 def test_app_connections_enforce_foreign_keys(app):
     with app.app_context():
         db = get_db()
@@ -101,6 +103,7 @@ def test_app_connections_enforce_foreign_keys(app):
         assert db.execute("SELECT count(*) FROM pets").fetchone()[0] == 0
 
 
+@pytest.mark.sqlite_only
 def test_connect_waits_for_locks_and_enforces_foreign_keys(app):
     connection = connect(app.config["DATABASE"])
     try:
@@ -343,23 +346,23 @@ def test_six_processes_migrating_one_new_database_all_succeed(tmp_path, existing
         assert dump(path)[2] == STEP_COUNT
 
 
-def test_deleting_a_user_deletes_their_pets(app, client):
+def test_deleting_a_user_deletes_their_pets(app, client, database):
     register(client, "travis")
     register(client, "alice")
     travis, alice = login(client, "travis"), login(client, "alice")
     for name in ("Bunny", "Nemo"):
         assert client.post("/pets", json={"name": name}, headers=travis).status_code == 201
     assert client.post("/pets", json={"name": "Tom"}, headers=alice).status_code == 201
-    connection = connect(app.config["DATABASE"])
-    connection.execute("DELETE FROM users WHERE username = 'travis'")
-    remaining = [row["name"] for row in connection.execute("SELECT name FROM pets ORDER BY id")]
-    connection.close()
+    database.execute("DELETE FROM users WHERE username = 'travis'")
+    database.commit()
+    remaining = [row["name"] for row in database.execute("SELECT name FROM pets ORDER BY id")]
     assert remaining == ["Tom"]
 
 
 def test_usernames_are_unique_without_regard_to_case_in_sql(database):
     database.execute("INSERT INTO users (username, password_hash) VALUES ('travis', 'x')")
-    with pytest.raises(sqlite3.IntegrityError):
+    database.commit()
+    with pytest.raises(IntegrityError):
         database.execute("INSERT INTO users (username, password_hash) VALUES ('Travis', 'y')")
     database.commit()
     assert [row[0] for row in database.execute("SELECT username FROM users")] == ["travis"]

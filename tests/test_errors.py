@@ -231,6 +231,7 @@ def test_health_is_ok_after_a_database_round_trip(client):
     assert response.get_json() == {"status": "ok"}
 
 
+@pytest.mark.sqlite_only
 def test_health_is_503_when_the_database_directory_is_missing(app, client, tmp_path):
     app.config["DATABASE"] = str(tmp_path / "missing" / "db.sqlite")
 
@@ -241,6 +242,7 @@ def test_health_is_503_when_the_database_directory_is_missing(app, client, tmp_p
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.sqlite_only
 def test_health_is_503_when_the_database_file_was_removed(app, client):
     assert client.get("/health").status_code == 200
     os.remove(app.config["DATABASE"])
@@ -251,6 +253,7 @@ def test_health_is_503_when_the_database_file_was_removed(app, client):
     assert not os.path.exists(app.config["DATABASE"])
 
 
+@pytest.mark.sqlite_only
 def test_pets_route_is_503_when_the_database_is_gone(app, client, tmp_path):
     headers = pets_headers(client)
     app.config["DATABASE"] = str(tmp_path / "missing" / "db.sqlite")

@@ -19,7 +19,7 @@ import pytest
 from jwt_server import create_app
 from jwt_server.config import ConfigError, load_config
 from jwt_server.sessions import REVOKED_KEPT_SECONDS
-from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, register
+from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, register, table_names
 
 NEW_PASSWORD = "a brand new passphrase"
 DEFAULT_REFRESH_TTL = 30 * 24 * 3600
@@ -113,10 +113,13 @@ def set_expires_at(database, session_id, expires_at):
     database.commit()
 
 
-def database_bytes(app):
-    """The bytes of the database file and its write-ahead log, where a token could hide."""
-    path = Path(app.config["DATABASE"])
-    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+def database_bytes(app, database=None):
+    """Where a token could hide: the SQLite file and its write-ahead log, or every row PostgreSQL holds."""
+    if not app.config["DATABASE"].startswith("postgresql://"):
+        path = Path(app.config["DATABASE"])
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    rows = [tuple(row) for table in table_names(database) for row in database.execute(f"SELECT * FROM {table}")]
+    return repr(rows).encode()
 
 
 def list_sessions(client, tokens):
@@ -151,7 +154,7 @@ def test_login_stores_only_the_sha256_of_the_refresh_token(app, client, database
     row = session_row(database, travis.session_id)
 
     assert row["refresh_token_hash"] == sha256(travis.refresh)
-    stored = database_bytes(app)
+    stored = database_bytes(app, database)
     assert sha256(travis.refresh).encode() in stored
     assert travis.refresh.encode() not in stored
 
@@ -210,7 +213,7 @@ def test_refresh_returns_new_access_and_refresh_tokens(app, client, database, tr
     row = session_row(database, travis.session_id)
     assert row["refresh_token_hash"] == sha256(new.refresh)
     assert row["last_used_at"] >= time.time() - 60
-    assert new.refresh.encode() not in database_bytes(app)
+    assert new.refresh.encode() not in database_bytes(app, database)
 
 
 def test_refresh_keeps_the_sessions_absolute_expiry(client, database, travis):
@@ -265,7 +268,7 @@ def test_rotated_tokens_are_kept_only_as_hashes(app, client, database, travis):
 
     rotated = table(database, "rotated_refresh_tokens")
     assert rotated == [(sha256(travis.refresh), travis.session_id)]
-    stored = database_bytes(app)
+    stored = database_bytes(app, database)
     assert travis.refresh.encode() not in stored and new.refresh.encode() not in stored
 
 

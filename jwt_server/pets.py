@@ -1,8 +1,8 @@
 """The pets blueprint: each user's own pets. Someone else's pet is a 404."""
 from flask import Blueprint, g, request, url_for
 
-from .auth import token_required
-from .db import MAX_ID, get_db
+from .auth import invalid_token, token_required
+from .db import MAX_ID, IntegrityError, get_db
 from .errors import APIError, validation_error
 from .validation import check_pet_name, check_species, field_error, query_int, read_body
 
@@ -118,10 +118,13 @@ def list_pets():
 @token_required
 def create_pet():
     fields = pet_fields(read_body(), required=True)
-    pet = get_db().execute(
-        "INSERT INTO pets (user_id, name, species) VALUES (?, ?, ?) RETURNING id, name, species",
-        (g.user["id"], fields["name"], fields["species"]),
-    ).fetchone()
+    try:
+        pet = get_db().execute(
+            "INSERT INTO pets (user_id, name, species) VALUES (?, ?, ?) RETURNING id, name, species",
+            (g.user["id"], fields["name"], fields["species"]),
+        ).fetchone()
+    except IntegrityError:  # the user was deleted since the token was checked
+        raise invalid_token("The access token's user no longer exists.") from None
     return dict(pet), 201, {"Location": url_for(".get_pet", pet_id=pet["id"])}
 
 

@@ -49,7 +49,7 @@ def to_pyformat(sql):
             return "%s"
         if match.group(1):
             return f"%({match.group(1)})s"
-        return "%%" if token == "%" else token
+        return token.replace("%", "%%")  # psycopg reads % even inside quotes
 
     return _TOKENS.sub(replace, sql)
 

@@ -63,6 +63,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: the test inspects SQLite itself (its file, PRAGMAs)")
+    config.addinivalue_line("markers", "postgresql_only: the test is about PostgreSQL (races across hosts, outages)")
 
 
 def pytest_generate_tests(metafunc):
@@ -71,6 +72,8 @@ def pytest_generate_tests(metafunc):
         engines = metafunc.config.getoption("engine") or ENGINES
         if metafunc.definition.get_closest_marker("sqlite_only"):
             engines = ["sqlite"]
+        if metafunc.definition.get_closest_marker("postgresql_only"):
+            engines = ["postgresql"]
         metafunc.parametrize("engine", engines)
 
 

@@ -20,7 +20,9 @@ $(STAMP): setup.cfg pyproject.toml
 
 # Debian programs the tests and the bench run for real: nginx and openssl
 # (test_nginx_e2e.py), systemd-analyze (the unit check), Chromium, driven by
-# Playwright (test_browser_e2e.py; never `playwright install`), wrk (bench).
+# Playwright (test_browser_e2e.py; never `playwright install`), wrk (bench),
+# PostgreSQL's initdb/pg_ctl (the tests start a throwaway server of their own;
+# the cluster the package may start is never used), ip (two-host test).
 # apt-get installs whichever is missing, which needs root.
 system-packages:
 	@missing=""; \
@@ -29,6 +31,8 @@ system-packages:
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -62,7 +62,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "sqlite_only: the test inspects SQLite itself (its file, PRAGMAs)")
+    config.addinivalue_line("markers", "sqlite_only: runs on SQLite alone: it inspects SQLite itself, or is about HTTP, not the database")
     config.addinivalue_line("markers", "postgresql_only: the test is about PostgreSQL (races across hosts, outages)")
 
 

@@ -4,6 +4,9 @@ import pytest
 from jwt_server.config import ConfigError, cors_origins
 from tests.conftest import build_app, login, register
 
+# About HTTP, not the database: SQLite alone is enough.
+pytestmark = pytest.mark.sqlite_only
+
 ALLOWED = "https://app.example.com"
 PREFLIGHT = {
     "Access-Control-Request-Method": "POST",

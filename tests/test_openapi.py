@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 from openapi_spec_validator import validate
 
+# About HTTP, not the database: SQLite alone is enough.
+pytestmark = pytest.mark.sqlite_only
+
 DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "jwt_server" / "openapi.json"
 DOCUMENT = json.loads(DOCUMENT_PATH.read_text())
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

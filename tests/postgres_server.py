@@ -38,16 +38,18 @@ def run_as():
 class PostgresServer:
     """One cluster in ``directory``; ``listen`` adds a TCP address (``host``) on ``port``."""
 
-    def __init__(self, directory=None, listen="", port=5432):
+    def __init__(self, directory=None, listen="", port=5432, prefix=()):
         self.directory = Path(directory or tempfile.mkdtemp(prefix="jwt-server-pg-"))
         self.data = self.directory / "data"
         self.listen, self.port = listen, port
         self.user = run_as()
+        self.prefix = list(prefix)  # e.g. ip netns exec NAME: where the server runs
         self._names = itertools.count(1)
 
-    def command(self, *args, **kwargs):
+    def command(self, *args):
+        switch_user = ["runuser", "-u", self.user, "--"] if self.user else []
         return subprocess.run(
-            args, user=self.user, check=True, capture_output=True, text=True, timeout=60, **kwargs
+            [*self.prefix, *switch_user, *args], check=True, capture_output=True, text=True, timeout=60
         )
 
     def initdb(self):
@@ -58,6 +60,9 @@ class PostgresServer:
             binary("initdb"), "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
             "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
         )
+        if self.listen:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all 0.0.0.0/0 trust\n")
 
     def start(self):
         if not self.data.exists():

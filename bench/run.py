@@ -22,7 +22,7 @@ from pathlib import Path
 
 import bcrypt
 
-from bench import harness, report
+from bench import harness, postgres, report
 from bench.bare import PETS
 
 
@@ -80,6 +80,7 @@ def main():
         sys.exit("bench: interrupted; servers stopped, temporary files removed")
     figures["elapsed"] = time.monotonic() - started
     report.print_figures(plan, figures, LIST_PATH)
+    postgres.print_figures(plan, figures)
 
 
 def raise_interrupt(signum, frame):
@@ -121,6 +122,7 @@ def measure(plan, tmp, servers):
         lambda: harness.wrk(setup.service.url + LIST_PATH, seconds=plan.seconds, **pet_list),
         lambda: harness.wrk(setup.big_service.url + LIST_PATH, seconds=plan.seconds, **pet_list),
     )
+    figures.update(postgres.measure(plan, tmp, servers, setup, alternate, register_and_log_in, CONNECTIONS))
     figures["service_rss"] = setup.service.worker_rss_mb()
     figures["bare_rss"] = setup.bare.worker_rss_mb()
     if len(figures["service_rss"]) != figures["gunicorn"]["workers"]:

@@ -181,7 +181,8 @@ def database_path(url):
     scheme, sep, path = url.partition(":///")
     if not sep or scheme != "sqlite":
         raise ConfigError(
-            f"DATABASE_URL must look like sqlite:///db/db.sqlite or sqlite:////abs/path; "
+            f"DATABASE_URL must look like sqlite:///db/db.sqlite, sqlite:////abs/path or "
+            f"postgresql://user:password@host:5432/dbname; "
             f"the scheme {scheme.split(':')[0]!r} is not supported."
         )
     if not path or path == ":memory:" or path.startswith("file:"):

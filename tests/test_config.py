@@ -110,7 +110,7 @@ def test_bcrypt_rounds_at_the_bounds_is_accepted(value):
 
 
 def test_database_url_of_another_scheme_is_refused_without_its_password():
-    message = config_error({"DATABASE_URL": "postgres://u:pw@h/db"})
+    message = config_error({"DATABASE_URL": "mysql://u:pw@h/db"})
     assert "DATABASE_URL" in message
     assert "pw" not in message
 

@@ -30,6 +30,11 @@ from .errors import problem
 _CHUNK_FRAMING = (http_errors.InvalidChunkSize, http_errors.ChunkMissingTerminator, http_errors.InvalidChunkExtension)
 # The request headers the app's error answers depend on (gunicorn's spelling).
 _ANSWER_DEPENDS_ON = {"ORIGIN", "X-REQUEST-ID"}
+_INTERNAL_ERROR = (
+    500,
+    "internal_error",
+    "Something went wrong on the server. The X-Request-ID header identifies it in the logs.",
+)
 
 
 def describe(error, cfg):
@@ -55,13 +60,6 @@ def describe(error, cfg):
     if isinstance(error, http_errors.ParseException):
         return 400, "bad_request", "The request is not valid HTTP/1.1."
     return _INTERNAL_ERROR
-
-
-_INTERNAL_ERROR = (
-    500,
-    "internal_error",
-    "Something went wrong on the server. The X-Request-ID header identifies it in the logs.",
-)
 
 
 def problem_response(app, status, code, detail, request_headers):

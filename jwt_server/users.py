@@ -3,7 +3,7 @@ import click
 from flask import Blueprint, current_app, g
 
 from . import accounts, audit, security, sessions
-from .auth import admin_required, token_required
+from .auth import token_required
 from .db import MAX_ID, get_db
 from .errors import APIError, validation_error
 from .exceptions import UsernameTaken
@@ -17,7 +17,9 @@ def user_json(user):
         "id": user["id"],
         "username": user["username"],
         "is_admin": bool(user["is_admin"]),
+        "disabled": bool(user["disabled"]),
         "created_at": user["created_at"],
+        "last_login_at": user["last_login_at"],
     }
 
 
@@ -54,12 +56,6 @@ def register():
 @token_required
 def me():
     return user_json(g.user)
-
-
-@bp.get("/users")
-@admin_required
-def list_users():
-    return [user_json(row) for row in accounts.list_all(get_db())]
 
 
 @bp.put("/users/me/password")
@@ -126,11 +122,18 @@ def revoke_all_sessions():
     return "", 204
 
 
+def acceptable_password(value):
+    if message := check_new_password(value):
+        raise click.UsageError(message)
+    return value
+
+
 def prompt_password():
-    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if message := check_new_password(password):
-        raise click.ClickException(message)
-    return password
+    """Ask twice; a password too short or mistyped is asked for again."""
+    try:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True, value_proc=acceptable_password)
+    except click.Abort:
+        raise click.ClickException("No password was set: the input ended before one was confirmed.") from None
 
 
 @bp.cli.command("create-user")
@@ -140,6 +143,8 @@ def create_user_command(username, admin):
     """Create a user (asks for the password twice) and print its id."""
     if message := check_username(username):
         raise click.ClickException(message)
+    if accounts.find_by_username(get_db(), username) is not None:
+        raise click.ClickException("That username is already taken.")
     try:
         user = accounts.create(get_db(), username, prompt_password(), current_app.config["BCRYPT_ROUNDS"], admin)
     except UsernameTaken:

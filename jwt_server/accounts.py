@@ -14,6 +14,18 @@ from .validation import is_text
 USER_COLUMNS = "id, username, is_admin, disabled, created_at, last_login_at"
 
 
+def public(user):
+    """The user as clients see it: never a hash."""
+    return {
+        "id": user["id"],
+        "username": user["username"],
+        "is_admin": bool(user["is_admin"]),
+        "disabled": bool(user["disabled"]),
+        "created_at": user["created_at"],
+        "last_login_at": user["last_login_at"],
+    }
+
+
 def find_by_username(db, username):
     """The user row with its hash, by username in any case; None if unknown."""
     if not is_text(username):

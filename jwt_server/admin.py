@@ -6,14 +6,13 @@ enabled administrator cannot be demoted, disabled or deleted, and each
 change is an audit event naming who made it.
 """
 import click
-from flask import Blueprint, current_app, g
+from flask import Blueprint, g
 
 from . import accounts, audit, sessions
 from .auth import admin_required
 from .db import MAX_ID, get_db
 from .errors import validation_error
 from .exceptions import DomainError, UserNotFound
-from .users import user_json
 from .validation import field_error, read_body
 
 bp = Blueprint("admin", __name__, cli_group=None)
@@ -49,7 +48,7 @@ def audit_changes(before, changes, **by):
 @bp.get("/users")
 @admin_required
 def list_users():
-    return [user_json(row) for row in accounts.list_all(get_db())]
+    return [accounts.public(row) for row in accounts.list_all(get_db())]
 
 
 @bp.patch("/users/<int:user_id>")
@@ -59,7 +58,7 @@ def update_user(user_id):
     db = get_db()
     before = accounts.administer(db, target_id(user_id), **changes)
     audit_changes(before, changes, admin_id=g.user["id"])
-    return user_json(accounts.find_by_id(db, user_id))
+    return accounts.public(accounts.find_by_id(db, user_id))
 
 
 @bp.delete("/users/<int:user_id>")

@@ -12,17 +12,6 @@ from .validation import check_new_password, check_username, field_error, read_bo
 bp = Blueprint("users", __name__, cli_group=None)
 
 
-def user_json(user):
-    return {
-        "id": user["id"],
-        "username": user["username"],
-        "is_admin": bool(user["is_admin"]),
-        "disabled": bool(user["disabled"]),
-        "created_at": user["created_at"],
-        "last_login_at": user["last_login_at"],
-    }
-
-
 def new_user_errors(username, password):
     errors = []
     if message := check_username(username):
@@ -49,13 +38,13 @@ def register():
         raise validation_error(errors)
     user = accounts.create(get_db(), body["username"], body["password"], current_app.config["BCRYPT_ROUNDS"])
     audit.event("user_registered", user["id"])
-    return user_json(user), 201
+    return accounts.public(user), 201
 
 
 @bp.get("/users/me")
 @token_required
 def me():
-    return user_json(g.user)
+    return accounts.public(g.user)
 
 
 @bp.put("/users/me/password")

@@ -8,10 +8,14 @@ import multiprocessing
 import os
 
 from jwt_server.config import load_config, read, read_or_create_secret
+from jwt_server.db import migrate
 
 _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:
     read_or_create_secret()
+# A database that cannot be brought up to date stops gunicorn here, with one
+# line, rather than every worker failing with it in turn.
+migrate(_settings["DATABASE"])
 
 # Loopback (or a unix socket) only: nginx is the one client, and the app
 # believes its X-Forwarded-For (TRUSTED_PROXIES), so no one else may connect.

@@ -31,6 +31,7 @@ def create_app(overrides=None):
     app.register_blueprint(users.bp)
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
+    db.one_line_cli_errors(app)
     CORS(app, **cors_options(app.config["CORS_ORIGINS"], app.config["AUTH_COOKIE"]))
     if app.config["TRUSTED_PROXIES"]:
         # Believe X-Forwarded-* only from as many proxies as are really in front.

@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, auth, config, db, errors, headers, meta, pets, security, users, validation
+from . import admin, audit, auth, config, db, errors, headers, meta, pets, security, users, validation
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -29,6 +29,7 @@ def create_app(overrides=None):
     app.url_map.merge_slashes = False  # /pets//1 is a 404, not a redirect that echoes Host
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
     db.one_line_cli_errors(app)

@@ -63,3 +63,7 @@ CREATE TABLE login_throttle (
     PRIMARY KEY (username_key, ip)
 );
 CREATE INDEX login_throttle_updated_at ON login_throttle (updated_at);
+
+-- step 6: administration: disabled accounts, and the time of the last login.
+ALTER TABLE users ADD COLUMN disabled integer NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
+ALTER TABLE users ADD COLUMN last_login_at text;

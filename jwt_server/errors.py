@@ -15,7 +15,15 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from . import db
-from .exceptions import DomainError, InvalidRefreshToken, LockedOut, RefreshTokenReused, UsernameTaken
+from .exceptions import (
+    DomainError,
+    InvalidRefreshToken,
+    LastAdministrator,
+    LockedOut,
+    RefreshTokenReused,
+    UsernameTaken,
+    UserNotFound,
+)
 from .headers import request_id
 
 # Stable codes for the errors Werkzeug raises; others get their name in snake_case.
@@ -37,6 +45,12 @@ _DETAILS = {
 # entry of its own gets its parent's.
 _DOMAIN_PROBLEMS = {
     UsernameTaken: (409, "username_taken", "That username is already taken."),
+    UserNotFound: (404, "user_not_found", "There is no user with this id."),
+    LastAdministrator: (
+        409,
+        "last_admin",
+        "This would leave no enabled administrator; promote another user first.",
+    ),
     InvalidRefreshToken: (
         401,
         "invalid_refresh_token",

@@ -21,6 +21,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from .config import redact
+
 # SQLSTATE classes a retry can fix: connection exceptions, transaction
 # rollbacks (serialization failure, deadlock), insufficient resources (too
 # many connections, disk full), operator intervention (shutdown, canceled),
@@ -127,7 +129,12 @@ def migrate(url, steps, error_class):
     one of them apply the steps while the others wait, then read the new
     version under the lock and find nothing left to do.
     """
-    with connect(url, connect_timeout=10) as connection, connection.transaction():
+    try:
+        connection = connect(url, connect_timeout=10)
+    except psycopg.OperationalError as error:
+        reason = " ".join(redact(str(error), url).split())
+        raise error_class(f"cannot reach the database of DATABASE_URL: {reason}") from None
+    with connection, connection.transaction():
         apply_steps(connection, steps, error_class)
 
 

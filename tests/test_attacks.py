@@ -319,6 +319,7 @@ def test_the_control_token_re_signed_with_the_server_secret_is_accepted(scene, d
     assert unverified_claims(token) == scene.victim_claims
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize("forge", FORGERIES.values(), ids=FORGERIES.keys())
 def test_forged_token_is_refused_everywhere_and_changes_nothing(scene, database, key_server, forge):
     token = forge(scene)
@@ -454,6 +455,7 @@ RAW_BODIES = [
 ]
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize("data, status, code", RAW_BODIES)
 def test_hostile_raw_body_is_refused_and_changes_nothing(target, database, data, status, code):
     before = snapshot(database)
@@ -466,6 +468,7 @@ def test_hostile_raw_body_is_refused_and_changes_nothing(target, database, data,
     assert_unchanged(database, before, BOOKKEEPING.get(target.route, ()))
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize(
     "content_type, data",
     [
@@ -484,6 +487,7 @@ def test_other_body_types_are_415_and_change_nothing(target, database, content_t
     assert_unchanged(database, before)
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize("value", WRONG_TYPES, ids=lambda value: type(value).__name__ + ":" + json.dumps(value)[:12])
 def test_wrong_type_in_every_field_is_refused_and_changes_nothing(target, database, value):
     for field in WELL_FORMED[target.route]:
@@ -500,6 +504,7 @@ def test_wrong_type_in_every_field_is_refused_and_changes_nothing(target, databa
         assert_unchanged(database, before, BOOKKEEPING.get(target.route, ()))
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize("data", ["[1, 2]", '"a string"', "42", "null", "true"])
 def test_json_that_is_not_an_object_is_refused_and_changes_nothing(target, database, data):
     before = snapshot(database)
@@ -561,6 +566,7 @@ HOSTILE_STRINGS = [
 ]
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize(
     "route, field, value, status, code",
     HOSTILE_STRINGS,
@@ -578,6 +584,7 @@ def test_hostile_string_is_refused_and_changes_nothing(scene, database, route, f
     assert_unchanged(database, before, BOOKKEEPING.get(route, ()))
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize(
     "form",
     [

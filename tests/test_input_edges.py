@@ -130,15 +130,18 @@ def claims_text(claims, **raw_values):
     return text + "".join(f', "{name}": {value}' for name, value in raw_values.items()) + "}"
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 def test_a_token_made_by_token_with_is_accepted(client, claims):
     assert get_me(client, token_with(claims_text(claims, nbf=int(time.time()) - 10))).status_code == 200
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize("nbf", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
 def test_nbf_that_is_not_a_finite_number_is_refused(client, claims, nbf):
     assert_invalid_token(get_me(client, token_with(claims_text(claims, nbf=nbf))))
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize("claim", ["iat", "exp"])
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "1.5", "true", '"1"'])
 def test_iat_and_exp_must_be_integers(client, claims, claim, value):
@@ -152,6 +155,7 @@ def pad(token, segment, padding):
     return ".".join(segments)
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize(
     "segment, padding", [(2, "="), (2, "=="), (1, "="), (0, "="), (2, "===")]
 )
@@ -162,6 +166,7 @@ def test_a_token_with_base64_padding_is_refused(client, auth_headers, segment, p
     assert_invalid_token(get_me(client, pad(token, segment, padding)))
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize("change", [
     lambda token: token.replace("-", "+").replace("_", "/"),
     lambda token: token + ".",
@@ -180,6 +185,7 @@ def test_a_token_that_is_not_three_base64url_segments_is_refused(client, auth_he
 # No redirects, and no response echoes the Host header
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 @pytest.mark.parametrize(
     "method, path",
     [
@@ -204,6 +210,7 @@ def test_unrouted_paths_are_404_without_a_redirect(client, auth_headers, pet_one
     assert pet_count(database) == 1
 
 
+@pytest.mark.sqlite_only  # about HTTP and tokens, not the database
 def test_responses_with_urls_do_not_echo_the_host(client, auth_headers):
     headers = {**auth_headers, "Host": HOSTILE_HOST}
     created = client.post("/pets", json={"name": "Rex"}, headers=headers)

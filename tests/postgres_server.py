@@ -49,7 +49,9 @@ class PostgresServer:
     def command(self, *args):
         switch_user = ["runuser", "-u", self.user, "--"] if self.user else []
         return subprocess.run(
-            [*self.prefix, *switch_user, *args], check=True, capture_output=True, text=True, timeout=60
+            [*self.prefix, *switch_user, *args],
+            # The server's own directory: the project's may be closed to the postgres user.
+            cwd=self.directory, check=True, capture_output=True, text=True, timeout=60,
         )
 
     def initdb(self):

@@ -248,13 +248,15 @@ def test_postgresql_restarted_under_load_gives_503s_then_recovers_with_no_restar
 
 def test_host_a_killed_mid_load_loses_no_acknowledged_write_and_b_serves(cluster):
     token = register_and_login(cluster["lb"], "writer")["access_token"]
-    acknowledged, statuses = [], []
+    acknowledged = []
 
     def write(i):
         if i == 60:
             signal_group(cluster["processes"]["a"].pid, signal.SIGKILL)
-        answer = call(cluster["lb"], "POST", "/pets", {"name": f"pet {i}"}, token=token)
-        statuses.append(answer.status)
+        try:
+            answer = call(cluster["lb"], "POST", "/pets", {"name": f"pet {i}"}, token=token)
+        except ValueError:  # nginx's own 502 page, for a request that was on A when it died
+            return 502
         if answer.status == 201:
             acknowledged.append(answer.body["id"])
         return answer.status

@@ -134,7 +134,7 @@ def hybrid_rows(cursor):
     return lambda values: row_class(values)
 
 
-def inspect(location):
+def open_database(location):
     """A separate connection to the database at ``location``, to check what it holds."""
     if location.startswith("postgresql://"):
         from jwt_server.postgres import Connection
@@ -157,7 +157,7 @@ def table_names(connection):
 @pytest.fixture
 def database(app):
     """A separate connection to the app's database, to check what it holds."""
-    connection = inspect(app.config["DATABASE"])
+    connection = open_database(app.config["DATABASE"])
     yield connection
     connection.close()
 

@@ -387,8 +387,8 @@ def test_deleting_a_user_deletes_their_pets(app, client, database):
     for name in ("Bunny", "Nemo"):
         assert client.post("/pets", json={"name": name}, headers=travis).status_code == 201
     assert client.post("/pets", json={"name": "Tom"}, headers=alice).status_code == 201
-    database.execute("DELETE FROM users WHERE username = 'travis'")
-    database.commit()
+    with app.app_context():  # the app's own connection, foreign keys enforced
+        get_db().execute("DELETE FROM users WHERE username = 'travis'")
     remaining = [row["name"] for row in database.execute("SELECT name FROM pets ORDER BY id")]
     assert remaining == ["Tom"]
 

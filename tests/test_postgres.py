@@ -12,7 +12,7 @@ import pytest
 
 from jwt_server import config, db, postgres, security
 from jwt_server.config import ConfigError, load_config
-from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, inspect, login, register, table_names
+from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, open_database, login, register, table_names
 from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgresql_only
@@ -40,7 +40,7 @@ def sqlite_columns(path):
 
 
 def postgres_columns(url):
-    with inspect(url) as connection:
+    with open_database(url) as connection:
         return {
             (row["table_name"], row["column_name"], row["is_nullable"] == "YES", broad_type(row["data_type"]))
             for row in connection.execute(
@@ -60,7 +60,7 @@ def test_both_schema_histories_end_in_the_same_tables_and_columns(tmp_path, post
         db.migrate(postgres_server.url(name))
         assert postgres_columns(postgres_server.url(name)) == sqlite_columns(sqlite_path)
         steps = db.migration_steps(db.MIGRATIONS_PATH.read_text())
-        with inspect(postgres_server.url(name)) as connection:
+        with open_database(postgres_server.url(name)) as connection:
             assert connection.execute("SELECT version FROM schema_version").fetchone()[0] == len(steps)
     finally:
         postgres_server.drop_database(name)
@@ -72,7 +72,7 @@ def test_workers_starting_at_once_migrate_a_new_database_once(postgres_server):
     try:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda _: db.migrate(url), range(8)))
-        with inspect(url) as connection:
+        with open_database(url) as connection:
             assert [tuple(row) for row in connection.execute("SELECT version FROM schema_version")] == [
                 (len(db.postgres_steps()),)
             ]

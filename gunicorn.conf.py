@@ -8,10 +8,18 @@ import multiprocessing
 import os
 
 from jwt_server.config import load_config, read, read_or_create_secret
+from jwt_server.db import migrate
+from jwt_server.keys import load_keys
 
 _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:
-    read_or_create_secret()
+    _settings["JWT_SECRET"] = read_or_create_secret()
+if _settings["JWT_ALGORITHM"] != "HS256":
+    # Every worker signs with the keys stored in the database: open them once
+    # here, so that a JWT_SECRET that cannot stops gunicorn with one line
+    # (a worker that fails is only started again), and the first key is made once.
+    migrate(_settings["DATABASE"])
+    load_keys(_settings)
 
 # Loopback (or a unix socket) only: nginx is the one client, and the app
 # believes its X-Forwarded-For (TRUSTED_PROXIES), so no one else may connect.

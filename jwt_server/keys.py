@@ -17,6 +17,7 @@ key stays published until the last token it signed has expired
 import base64
 import functools
 import json
+import math
 import os
 import re
 import threading
@@ -243,13 +244,14 @@ class StoredKeys:
         return False
 
     def rotate(self, connection, activated_before=None):
-        """Add the next key, signing in JWKS_MAX_AGE; its kid, or None if another worker rotated first."""
-        now = int(time.time())
-        key = new_key(self.algorithm, self.secrets[0], now + self.max_age)
+        """Add the next key, signing in JWKS_MAX_AGE; its row, or None if another worker rotated first."""
+        now = time.time()
+        # Whole seconds, rounded up: the new key never signs before JWKS_MAX_AGE has passed.
+        key = new_key(self.algorithm, self.secrets[0], math.ceil(now) + self.max_age)
         if activated_before is None:
             activated_before = key["activates_at"]
-        rotated = signing_keys.rotate(connection, key, activated_before, now - self.token_lifetime)
-        return key["kid"] if rotated else None
+        rotated = signing_keys.rotate(connection, key, activated_before, int(now) - self.token_lifetime)
+        return key if rotated else None
 
     def private_key(self, connection, row):
         """The row's private key, unsealed once; one sealed under the previous secret is resealed."""
@@ -300,11 +302,11 @@ def rotate_signing_key_command():
             "JWT_ALGORITHM is HS256, which has no signing keys to rotate: "
             "roll JWT_SECRET over with JWT_SECRET_PREVIOUS instead."
         )
-    kid = keys.rotate(get_db())
-    if kid is None:
+    key = keys.rotate(get_db())
+    if key is None:
         raise click.ClickException("Another process rotated the key at this moment; see list-signing-keys.")
-    starts = timestamp(time.time() + keys.max_age)
-    click.echo(f"New {keys.algorithm} signing key {kid}: published now, signing from {starts}.")
+    starts = timestamp(key["activates_at"])
+    click.echo(f"New {keys.algorithm} signing key {key['kid']}: published now, signing from {starts}.")
 
 
 LIST_HEADINGS = ("kid", "algorithm", "state", "created", "signs from", "signs until", "published until")

@@ -106,7 +106,13 @@ CREATE TABLE login_throttle (
 ) WITHOUT ROWID;
 CREATE INDEX login_throttle_updated_at ON login_throttle (updated_at);
 
--- step 6: signing keys for asymmetric access tokens (JWT_ALGORITHM EdDSA,
+-- step 6: administration. A disabled account cannot log in and its sessions
+-- end; last_login_at (UTC, whole seconds, like created_at) moves on each
+-- successful login, as the original Express seed's lastLogin did.
+ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
+ALTER TABLE users ADD COLUMN last_login_at TEXT;
+
+-- step 7: signing keys for asymmetric access tokens (JWT_ALGORITHM EdDSA,
 -- ES256 or RS256), shared by every worker and host. kid is the key's RFC 7638
 -- thumbprint; public_jwk its public JWK as JSON. private_key is the PKCS#8
 -- private key sealed with AES-GCM under a key derived from JWT_SECRET, in

@@ -1,4 +1,5 @@
 """Signing keys: the algorithms, the JWKS and metadata, rotation, secrets, audiences."""
+import base64
 import json
 import sqlite3
 import threading
@@ -6,8 +7,10 @@ import time
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from jwt_server.config import ConfigError
+from jwt_server.keys import KeysUnreadable, public_jwk, unseal
 from tests.conftest import SECRET, assert_problem, build_app, login, register
 
 OTHER_SECRET = "a-different-secret-that-is-32-bytes-long"
@@ -128,16 +131,21 @@ def test_token_names_its_key_and_any_verifier_checks_it_with_the_jwks_alone(tmp_
 
 
 @pytest.mark.parametrize("algorithm", ASYMMETRIC)
-def test_the_private_key_is_stored_sealed(tmp_path, algorithm):
+def test_the_private_key_is_stored_sealed_under_the_secret_and_bound_to_its_kid(tmp_path, algorithm):
     app = build_app(tmp_path / "keys.sqlite", JWT_ALGORITHM=algorithm)
 
     [row] = stored_keys(app)
 
-    assert row["algorithm"] == algorithm
-    assert "PRIVATE KEY" not in row["private_key"]
-    assert json.loads(row["public_jwk"]) == jwks(app.test_client())[0]
-    # Sealed with a fresh nonce: sealing the same key again gives other bytes.
-    assert len(row["private_key"]) > 40
+    private_key, _ = unseal(row["private_key"], row["kid"], [SECRET])
+    assert public_jwk(private_key, algorithm) == json.loads(row["public_jwk"]) == jwks(app.test_client())[0]
+    pkcs8 = private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    assert base64.b64encode(pkcs8).decode()[-40:] not in row["private_key"]
+    with pytest.raises(KeysUnreadable):
+        unseal(row["private_key"], row["kid"], [OTHER_SECRET])
+    with pytest.raises(KeysUnreadable):
+        unseal(row["private_key"], "A" * 43, [SECRET])
 
 
 def test_every_worker_of_a_database_signs_with_the_same_first_key(tmp_path):
@@ -323,7 +331,7 @@ def test_a_token_for_another_audience_or_none_is_refused(audience_app, aud):
     client = audience_app.test_client()
     token = logged_in_token(client)
 
-    forged = resigned(audience_app, token, aud=aud) if aud is not None else resigned(audience_app, token, aud=None)
+    forged = resigned(audience_app, token, aud=aud)
 
     assert_problem(get_me(client, forged), 401, "invalid_token")
 

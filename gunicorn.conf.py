@@ -18,7 +18,8 @@ if not _settings["JWT_SECRET"]:
 # The database is created (mode 0600) and migrated here, in the master, at
 # start and on reload, before workers fork: a worker only opens the file, so
 # one respawned after the file was deleted answers 503 instead of starting
-# an empty database in its place.
+# an empty database in its place. A database that cannot be brought up to
+# date stops gunicorn here, with one line, rather than every worker in turn.
 prepare_before_fork(_settings["DATABASE"])
 # Every worker signs with the keys stored in the database: open them once here
 # too, so that a JWT_SECRET that cannot stops gunicorn with one line (a worker

@@ -67,3 +67,17 @@ CREATE INDEX login_throttle_updated_at ON login_throttle (updated_at);
 -- step 6: administration: disabled accounts, and the time of the last login.
 ALTER TABLE users ADD COLUMN disabled integer NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
 ALTER TABLE users ADD COLUMN last_login_at text;
+
+-- step 7: signing keys for asymmetric access tokens, shared by every worker
+-- and host; the partial unique index keeps one newest key per algorithm, so
+-- workers racing to add or rotate a key cannot both succeed.
+CREATE TABLE signing_keys (
+    kid text PRIMARY KEY,
+    algorithm text NOT NULL,
+    public_jwk text NOT NULL,
+    private_key text NOT NULL,
+    created_at bigint NOT NULL,
+    activates_at bigint NOT NULL,
+    retires_at bigint
+);
+CREATE UNIQUE INDEX signing_keys_newest ON signing_keys (algorithm) WHERE retires_at IS NULL;

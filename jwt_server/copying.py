@@ -15,7 +15,9 @@ from . import config, db, postgres
 bp = Blueprint("copying", __name__, cli_group=None)
 
 # Parents before children, so that every foreign key finds its row.
-TABLES = ("users", "pets", "sessions", "rotated_refresh_tokens", "login_throttle")
+TABLES = ("users", "pets", "sessions", "rotated_refresh_tokens", "login_throttle", "signing_keys")
+# The tables whose ids come from a sequence that must continue past the copied ids.
+SEQUENCED = ("users", "pets", "sessions")
 PROGRESS_EVERY = 10_000
 
 
@@ -70,7 +72,7 @@ def copy_everything(source, target):
         target.execute(f"DELETE FROM {table}")  # what an empty installation may hold: throttle rows
     for table in TABLES:
         copy_table(source, target, table)
-        if table != "rotated_refresh_tokens" and table != "login_throttle":
+        if table in SEQUENCED:
             target.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), ?, true)",
                 (max(high_water_mark(source, table), 1),),

@@ -96,7 +96,9 @@ def is_transient(error):
 
 
 def connect(path):
-    """A connection to an existing database file, set up for concurrent use."""
+    """A connection of its own, outside any request: to an existing SQLite file, or to PostgreSQL."""
+    if postgres.is_url(path):
+        return postgres.connect(path, connect_timeout=BUSY_TIMEOUT_SECONDS)
     connection = sqlite3.connect(
         f"file:{quote(path)}?mode=rw",
         uri=True,

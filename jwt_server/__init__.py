@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, auth, config, db, errors, headers, meta, pets, security, users
+from . import admin, audit, auth, config, db, errors, headers, meta, pets, security, users
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -26,6 +26,7 @@ def create_app(overrides=None):
     headers.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
     CORS(app, **cors_options(app.config["CORS_ORIGINS"], app.config["AUTH_COOKIE"]))

@@ -25,11 +25,29 @@ from flask import current_app, g
 
 MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations.sql"
 BUSY_TIMEOUT_SECONDS = 10
+# SQLite's largest integer key: an id past it names no row (and would not bind).
+MAX_ID = 2**63 - 1
 _STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
+
+
+# SQLite's primary result codes that a retry can cure: busy and locked
+# (past the busy timeout), read-only, I/O error, full, cannot open.
+TRANSIENT_SQLITE_CODES = {5, 6, 8, 10, 13, 14}
+_TRANSIENT_MESSAGES = ("locked", "busy", "readonly", "read-only", "disk i/o", "full", "unable to open")
 
 
 class MigrationError(RuntimeError):
     pass
+
+
+def is_transient(error):
+    """True for a database error that a retry can fix; False for a bug (bad SQL, a missing column)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in TRANSIENT_SQLITE_CODES
+    # Python < 3.11 gives no result code: judge by SQLite's message.
+    message = str(error).lower()
+    return isinstance(error, sqlite3.OperationalError) and any(word in message for word in _TRANSIENT_MESSAGES)
 
 
 def connect(path):

@@ -1,4 +1,4 @@
-"""Passwords and tokens: bcrypt and JWT. No Flask routes, no request state."""
+"""Passwords and tokens: bcrypt and JWT. No routes, no request state: only the arguments."""
 import functools
 import re
 import secrets
@@ -7,7 +7,7 @@ import time
 import bcrypt
 import jwt
 
-from .validation import MAX_ID
+from .db import MAX_ID
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss", "sid"]

@@ -11,7 +11,7 @@ import time
 
 from . import audit
 from .db import transaction
-from .errors import APIError
+from .exceptions import LockedOut
 
 MAX_LOCKOUT_SECONDS = 900
 FORGET_AFTER_SECONDS = 24 * 3600
@@ -22,7 +22,7 @@ def username_key(username):
 
 
 def count_attempt(db, username, ip, max_failures, lockout, user_id=None):
-    """Count a login attempt, or raise 429 if the pair is locked out.
+    """Count a login attempt, or raise LockedOut if the pair is locked out.
 
     Returns True when this attempt, if it fails, starts a lockout. ``user_id``
     (None for an unknown username) is only for the audit line.
@@ -54,12 +54,7 @@ def count_attempt(db, username, ip, max_failures, lockout, user_id=None):
             )
     if retry_after is not None:
         audit.event("login_throttled", user_id, retry_after=retry_after)
-        raise APIError(
-            429,
-            "too_many_attempts",
-            "Too many failed logins for this username from this address; try again later.",
-            headers={"Retry-After": str(retry_after)},
-        )
+        raise LockedOut(retry_after)
     return locks
 
 

@@ -12,7 +12,6 @@ from .errors import APIError, validation_error
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
-MAX_ID = 2**63 - 1
 
 _USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 

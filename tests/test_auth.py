@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import CHALLENGE, PASSWORD, SECRET, assert_problem, log_in, register, users_table
 
 INVALID_CREDENTIALS = "Incorrect username and/or password."
-USER_KEYS = {"id", "username", "is_admin", "created_at"}
+USER_KEYS = {"id", "username", "is_admin", "disabled", "created_at", "last_login_at"}
 
 
 def stored_hash(database, username):
@@ -492,8 +492,11 @@ def test_me_returns_the_caller(client, auth_headers, database):
         "id": row["id"],
         "username": "travis",
         "is_admin": False,
+        "disabled": False,
         "created_at": row["created_at"],
+        "last_login_at": row["last_login_at"],
     }
+    assert row["last_login_at"] is not None
     assert "no-store" in response.headers["Cache-Control"]
 
 

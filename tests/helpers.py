@@ -128,9 +128,14 @@ def log_in(client, username="travis", password=PASSWORD, **kwargs):
     return Tokens(response.get_json())
 
 
+def post_login(client, username="travis", password=PASSWORD):
+    """POST /auth: the response, whatever it is."""
+    return client.post("/auth", json={"username": username, "password": password})
+
+
 def can_log_in(client, username, password):
     """Whether POST /auth lets ``username`` in with ``password`` (it must answer 200 or 401)."""
-    response = client.post("/auth", json={"username": username, "password": password})
+    response = post_login(client, username, password)
     assert response.status_code in (200, 401), response.get_data(as_text=True)
     return response.status_code == 200
 

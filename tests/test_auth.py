@@ -8,7 +8,7 @@ import bcrypt
 import jwt
 import pytest
 
-from tests.helpers import CHALLENGE, PASSWORD, SECRET, assert_problem, log_in, register, users_table
+from tests.helpers import CHALLENGE, PASSWORD, SECRET, assert_problem, log_in, post_login, register, users_table
 
 INVALID_CREDENTIALS = "Incorrect username and/or password."
 USER_KEYS = {"id", "username", "is_admin", "disabled", "created_at", "last_login_at"}
@@ -44,10 +44,6 @@ def token_claims(response):
     return jwt.decode(
         response.get_json()["access_token"], SECRET, algorithms=["HS256"], issuer="jwt-server"
     )
-
-
-def post_login(client, username="travis", password=PASSWORD):
-    return client.post("/auth", json={"username": username, "password": password})
 
 
 # POST /users

@@ -1,5 +1,6 @@
 """The auth blueprint: log in, refresh, log out; the Bearer decorators."""
 import functools
+import re
 import time
 
 import jwt
@@ -14,7 +15,8 @@ from .validation import is_text, read_body, required_text
 bp = Blueprint("auth", __name__)
 
 REFRESH_COOKIE = "refresh_token"
-_B64TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
+# A JWS in compact form: three base64url segments, unpadded (RFC 7515 section 2).
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def invalid_token(detail="The access token is invalid."):
@@ -33,7 +35,7 @@ def bearer_token():
             headers=challenge(),
         )
     token = token.strip(" ")
-    if not token or not _B64TOKEN.issuperset(token) or "=" in token.rstrip("="):
+    if not _COMPACT_JWS.fullmatch(token):
         raise invalid_token()
     return token
 

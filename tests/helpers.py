@@ -9,9 +9,11 @@ import json
 import multiprocessing
 import os
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 import jwt
 
 from jwt_server.config import ENVIRONMENT_VARIABLES
@@ -47,9 +49,11 @@ TITLES = {
     405: "Method Not Allowed",
     409: "Conflict",
     413: "Request Entity Too Large",
+    414: "Request URI Too Long",
     415: "Unsupported Media Type",
     422: "Unprocessable Entity",
     429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -72,9 +76,7 @@ def assert_problem(response, status, code=None):
 
 def assert_invalid_token(response):
     """A 401 invalid_token problem whose challenge says so."""
-    assert response.status_code == 401, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    assert response.get_json()["code"] == "invalid_token"
+    assert_problem(response, 401, "invalid_token")
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith(CHALLENGE)
     assert 'error="invalid_token"' in challenge
@@ -188,6 +190,40 @@ def database_bytes(app):
     """The bytes of the database file and its write-ahead log, where a token could hide."""
     path = Path(app.config["DATABASE"])
     return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+# A database as the original Koa server left it
+
+KOA_USERS = (
+    "CREATE TABLE users (id integer not null primary key autoincrement, "
+    "username varchar(255), passwordHash varchar(255))"
+)
+KOA_PETS = (
+    "CREATE TABLE pets (id integer not null primary key autoincrement, "
+    "user_id integer, name varchar(255), species varchar(255))"
+)
+
+
+def koa_hash(password):
+    """A hash as the Koa server's bcryptjs stored it: ``$2a$``, cost 10, of the first 72 bytes only."""
+    hashed = bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(10)).decode()
+    assert hashed.startswith("$2b$10$")
+    return "$2a$" + hashed[4:]
+
+
+def build_koa_database(path, users, pets=()):
+    """``users``: (id, username, password); ``pets``: (id, user_id, name, species). Returns ``path``."""
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute(KOA_USERS)
+        connection.execute(KOA_PETS)
+        connection.executemany(
+            "INSERT INTO users (id, username, passwordHash) VALUES (?, ?, ?)",
+            [(user_id, username, koa_hash(password)) for user_id, username, password in users],
+        )
+        connection.executemany("INSERT INTO pets (id, user_id, name, species) VALUES (?, ?, ?, ?)", pets)
+    connection.close()
+    return path
 
 
 # Sessions

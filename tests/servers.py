@@ -6,6 +6,7 @@ is the same as a fixture that stops every server it started. The HTTP client is
 the standard library's, so what is tested is the server as any client sees it.
 """
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -50,6 +51,33 @@ def call(base_url, method, path, body=None, token=None):
             return Response(answer.status, answer.headers, json.loads(answer.read() or b"null"))
     except urllib.error.HTTPError as error:
         return Response(error.code, error.headers, json.loads(error.read() or b"null"))
+
+
+# Raw requests, for what no HTTP client would send.
+REQUEST_ID = "attack-1"
+
+
+def exchange(sock, data):
+    """Send ``data`` on a connected socket and read one HTTP response from it."""
+    with sock:
+        sock.settimeout(START_TIMEOUT)
+        sock.sendall(data)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        content = answer.read()
+    if "json" in answer.headers.get("Content-Type", ""):
+        content = json.loads(content)
+    return Response(answer.status, answer.headers, content)
+
+
+def send(server, data):
+    host, port = server.base_url.removeprefix("http://").split(":")
+    return exchange(socket.create_connection((host, int(port))), data)
+
+
+def head(method, path, *headers):
+    lines = [f"{method} {path} HTTP/1.1", "Host: api.example.com", f"X-Request-ID: {REQUEST_ID}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def free_port():

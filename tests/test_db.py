@@ -1,47 +1,18 @@
 """The database: numbered migrations, an original Koa db.sqlite in place, constraints."""
 import multiprocessing
+import os
 import re
 import sqlite3
 import time
+from pathlib import Path
 
 import bcrypt
 import pytest
 
-from jwt_server.db import MIGRATIONS_PATH, MigrationError, connect, get_db, migrate
-from tests.helpers import PASSWORD, at_once, log_in, register
+from jwt_server.db import MIGRATIONS_PATH, MigrationError, connect, get_db, migrate, prepare_before_fork
+from tests.helpers import KOA_PETS, KOA_USERS, PASSWORD, assert_problem, at_once, build_koa_database, log_in, register
 
 STEP_COUNT = len(re.findall(r"^-- step \d+:", MIGRATIONS_PATH.read_text(), re.MULTILINE))
-
-KOA_USERS = (
-    "CREATE TABLE users (id integer not null primary key autoincrement, "
-    "username varchar(255), passwordHash varchar(255))"
-)
-KOA_PETS = (
-    "CREATE TABLE pets (id integer not null primary key autoincrement, "
-    "user_id integer, name varchar(255), species varchar(255))"
-)
-
-
-def koa_hash(password):
-    """A hash as the Koa server's bcryptjs stored it: ``$2a$``, cost 10."""
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
-    assert hashed.startswith("$2b$10$")
-    return "$2a$" + hashed[4:]
-
-
-def build_koa_database(path, users, pets):
-    """``users``: (id, username, password); ``pets``: (id, user_id, name, species)."""
-    connection = sqlite3.connect(path)
-    with connection:
-        connection.execute(KOA_USERS)
-        connection.execute(KOA_PETS)
-        connection.executemany(
-            "INSERT INTO users (id, username, passwordHash) VALUES (?, ?, ?)",
-            [(user_id, username, koa_hash(password)) for user_id, username, password in users],
-        )
-        connection.executemany("INSERT INTO pets (id, user_id, name, species) VALUES (?, ?, ?, ?)", pets)
-    connection.close()
-
 
 def dump(path):
     """Everything a database holds: schema, rows, version."""
@@ -114,6 +85,38 @@ def test_connect_does_not_create_a_missing_database(tmp_path):
     with pytest.raises(sqlite3.OperationalError):
         connect(str(tmp_path / "missing.sqlite"))
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_migrate_creates_a_database_only_its_owner_can_read(tmp_path):
+    path = tmp_path / "new" / "db.sqlite"
+    migrate(str(path))
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o077 == 0
+
+
+def test_an_app_never_creates_a_database_prepared_before_fork(tmp_path, make_app):
+    path = tmp_path / "prepared.sqlite"
+    prepare_before_fork(str(path))
+    path.unlink()
+    client = make_app(DATABASE=str(path)).test_client()
+    assert_problem(client.post("/users", json={"username": "lost", "password": PASSWORD}), 503, "database_unavailable")
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("change", ["delete", "replace"])
+def test_a_kept_connection_to_a_file_deleted_or_replaced_is_503_not_a_write(app, client, tmp_path, change):
+    register(client, "before")  # the thread now keeps a connection to the file
+    path = app.config["DATABASE"]
+    if change == "delete":
+        os.unlink(path)
+    else:
+        copy = tmp_path / "copy.sqlite"
+        copy.write_bytes(Path(path).read_bytes())
+        os.replace(copy, path)
+
+    response = client.post("/users", json={"username": "lost", "password": PASSWORD})
+    assert_problem(response, 503, "database_unavailable")
+    assert response.headers["Retry-After"] == "1"
 
 
 def test_migrating_twice_changes_nothing(tmp_path):

@@ -124,7 +124,9 @@ def test_relative_sqlite_path_is_relative_to_the_project_root():
     assert settings["DATABASE"] == str(PROJECT_ROOT / "data" / "app.sqlite")
 
 
-@pytest.mark.parametrize("value, algorithm", [("EdDSA", "EdDSA"), ("eddsa", "EdDSA"), ("es256", "ES256"), ("RS256", "RS256")])
+@pytest.mark.parametrize(
+    "value, algorithm", [("EdDSA", "EdDSA"), ("eddsa", "EdDSA"), ("es256", "ES256"), ("RS256", "RS256")]
+)
 def test_jwt_algorithm_is_read_whatever_its_case(value, algorithm):
     assert load_config({"JWT_ALGORITHM": value})["JWT_ALGORITHM"] == algorithm
 
@@ -144,7 +146,9 @@ def test_jwt_secret_previous_of_31_bytes_is_refused_by_its_own_name():
     assert "JWT_SECRET_PREVIOUS must be at least 32 bytes" in message
 
 
-@pytest.mark.parametrize("name, value", [("JWKS_MAX_AGE", "0"), ("JWKS_MAX_AGE", "5m"), ("SIGNING_KEY_ROTATION_DAYS", "-1")])
+@pytest.mark.parametrize(
+    "name, value", [("JWKS_MAX_AGE", "0"), ("JWKS_MAX_AGE", "5m"), ("SIGNING_KEY_ROTATION_DAYS", "-1")]
+)
 def test_key_timings_must_be_whole_numbers_in_range(name, value):
     assert name in config_error({name: value})
 

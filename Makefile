@@ -65,7 +65,7 @@ $(KOA_STAMP): bench/koa/package.json bench/koa/package-lock.json
 PYPY_VENV := .venv-pypy
 
 $(BENCH_VENV)/.gevent: $(BENCH_STAMP)
-	$(BENCH_VENV)/bin/python -m pip install --quiet gevent
+	$(BENCH_VENV)/bin/python -m pip install --quiet gevent packaging  # gunicorn's gevent worker imports packaging
 	touch $@
 
 $(PYPY_VENV)/.installed:

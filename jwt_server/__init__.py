@@ -9,7 +9,7 @@ from flask_cors.core import get_cors_headers, get_cors_options
 from werkzeug.datastructures import Headers
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, auth, config, db, errors, headers, meta, pets, security, users
+from . import admin, audit, auth, config, db, errors, headers, keys, meta, pets, security, users, validation, wellknown
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -23,14 +23,21 @@ def create_app(overrides=None):
         app.config["JWT_SECRET"] = config.read_or_create_secret()
 
     db.init_app(app)
+    keys.init_app(app)
     security.dummy_hash(app.config["BCRYPT_ROUNDS"])
     errors.init_app(app)
     audit.init_app(app)
     headers.init_app(app)
+    # Before any route exists: rules take these when they are added.
+    app.url_map.converters["int"] = validation.AsciiIntegerConverter
+    app.url_map.merge_slashes = False  # /pets//1 is a 404, not a redirect that echoes Host
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(wellknown.bp)
+    db.one_line_cli_errors(app)
     init_cors(app)
     if app.config["TRUSTED_PROXIES"]:
         # Believe X-Forwarded-* only from as many proxies as are really in front.

@@ -7,8 +7,9 @@ the pairs that are compared alternate round by round, and the best round of
 each counts. Every server gets ``warmup`` seconds of load first: the Koa
 server's JIT needs about 10 s to reach its speed. ``--stack`` adds the
 service under other gunicorn worker models, and bare Flask on PyPy when
-.venv-pypy exists, each against the Koa server of the same run. ``--smoke`` runs the same steps for about 2 s each on tiny data,
-so that CI notices when the bench itself breaks; it never judges the targets.
+.venv-pypy exists, each against the Koa server of the same run.
+``--smoke`` runs the same steps for about 2 s each on tiny data, so that CI
+notices when the bench itself breaks; it never judges the targets.
 """
 import argparse
 import os
@@ -312,7 +313,7 @@ def measure_stack(plan, tmp, servers, figures):
             koa, measured = alternate(
                 plan.rounds,
                 lambda: harness.wrk(setup.koa.url + "/my-pets", seconds=plan.seconds, **koa_pets),
-                lambda: harness.wrk(server.url + "/my-pets", seconds=plan.seconds, **my_pets),
+                lambda url=server.url: harness.wrk(url + "/my-pets", seconds=plan.seconds, **my_pets),
             )
             rows.append((name, measured, koa, server.worker_rss_mb()))
         except harness.HarnessError as error:  # one option failing leaves the others' figures

@@ -91,11 +91,10 @@ def copy_database_command(target_url):
         raise click.ClickException(str(error.code).removeprefix("jwt-server: configuration error: ")) from None
     source = db.get_db()
     try:
-        with postgres.connect(target_url, connect_timeout=10) as target:
-            with db.transaction(source), target.transaction():
-                source_tables(source)
-                postgres.apply_steps(target, db.postgres_steps(), db.MigrationError)
-                copy_everything(source, target)
+        with postgres.connect(target_url, connect_timeout=10) as target, db.transaction(source), target.transaction():
+            source_tables(source)
+            postgres.apply_steps(target, db.postgres_steps(), db.MigrationError)
+            copy_everything(source, target)
     except (psycopg.Error, db.MigrationError) as error:
         raise click.ClickException(f"Nothing was copied: {config.redact(str(error), target_url)}") from None
     click.echo("Done: every row is in the target. Point DATABASE_URL at it and restart the servers.")

@@ -115,7 +115,8 @@ class PostgresServer:
         """
         with psycopg.connect(self.url(dbname), autocommit=True) as connection:
             tables = [row[0] for row in connection.execute(
-                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' AND tablename != 'schema_version'"
+                "SELECT quote_ident(tablename) FROM pg_tables"
+                " WHERE schemaname = 'public' AND tablename != 'schema_version'"
             )]
             sequences = [row[0] for row in connection.execute(
                 "SELECT quote_ident(sequencename) FROM pg_sequences WHERE schemaname = 'public'"

@@ -12,7 +12,7 @@ import pytest
 
 from jwt_server import config, db, postgres, security
 from jwt_server.config import ConfigError, load_config
-from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, open_database, login, register, table_names
+from tests.helpers import PASSWORD, SECRET, assert_problem, build_app, log_in, open_database, register, table_names
 from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgresql_only
@@ -112,7 +112,9 @@ def at_once(count, work):
 def test_one_username_registered_at_once_on_two_hosts_gives_one_201(two_hosts, database):
     statuses = at_once(
         12,
-        lambda i: two_hosts[i % 2].post("/users", json={"username": ["Rex", "rex"][i % 2], "password": PASSWORD}).status_code,
+        lambda i: two_hosts[i % 2]
+        .post("/users", json={"username": ["Rex", "rex"][i % 2], "password": PASSWORD})
+        .status_code,
     )
     assert sorted(statuses) == [201] + [409] * 11
     assert database.execute("SELECT count(*) FROM users").fetchone()[0] == 1
@@ -145,7 +147,7 @@ def test_a_refresh_raced_on_two_hosts_rotates_once(two_hosts):
 
 def test_a_logout_on_one_host_ends_the_token_on_the_other(two_hosts):
     register(two_hosts[0])
-    headers = login(two_hosts[0])
+    headers = log_in(two_hosts[0]).headers
     assert two_hosts[1].get("/users/me", headers=headers).status_code == 200
     assert two_hosts[1].post("/auth/logout", headers=headers).status_code == 204
     assert_problem(two_hosts[0].get("/users/me", headers=headers), 401, "invalid_token")
@@ -153,7 +155,7 @@ def test_a_logout_on_one_host_ends_the_token_on_the_other(two_hosts):
 
 def test_an_account_deleted_under_load_leaves_no_pet_and_no_500(two_hosts, database):
     register(two_hosts[0])
-    headers = login(two_hosts[0])
+    headers = log_in(two_hosts[0]).headers
 
     def work(i):
         if i == 10:
@@ -182,7 +184,7 @@ def test_postgresql_stopped_gives_503_then_service_resumes_without_restart(own_s
     app = build_app(own_server.url())
     client = app.test_client()
     register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     try:
         own_server.stop()
         started = time.monotonic()

@@ -13,18 +13,17 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, SECRET
+from tests.helpers import PASSWORD, SECRET
 from tests.postgres_server import PostgresServer
 from tests.servers import GUNICORN, PROJECT_ROOT, call, free_port, server_environment, signal_group
 from tests.test_nginx_e2e import nginx_binary
 
 UPSTREAM_EXAMPLE = PROJECT_ROOT / "deploy" / "nginx-upstream.conf"
 MAX_FAILURES = 5
-SUBNET = "10.231.{}".format(os.getpid() % 250)
+SUBNET = f"10.231.{os.getpid() % 250}"
 ADDRESSES = {"a": f"{SUBNET}.2", "b": f"{SUBNET}.3", "db": f"{SUBNET}.4"}
 BRIDGE_ADDRESS = f"{SUBNET}.1"
 
@@ -88,7 +87,9 @@ def nginx_config(directory, port):
     for example, address in (("10.0.0.11:8000", ADDRESSES["a"]), ("10.0.0.12:8000", ADDRESSES["b"])):
         assert example in upstream, f"deploy/nginx-upstream.conf no longer names {example}"
         upstream = upstream.replace(example, f"{address}:8000")
-    temp_paths = "\n".join(f"{name}_temp_path {directory / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp_paths = "\n".join(
+        f"{name}_temp_path {directory / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     return f"""daemon off;
 user root;
 worker_processes 1;
@@ -146,10 +147,11 @@ def cluster(tmp_path_factory):
             wait_healthy(f"http://{ADDRESSES[host]}:8000", processes[host], directory / f"{host}.err")
         port = free_port()
         (directory / "nginx.conf").write_text(nginx_config(directory, port))
-        processes["nginx"] = subprocess.Popen(
-            [nginx_binary(), "-c", str(directory / "nginx.conf")], start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=open(directory / "nginx.stderr", "wb"),
-        )
+        with open(directory / "nginx.stderr", "wb") as stderr:
+            processes["nginx"] = subprocess.Popen(
+                [nginx_binary(), "-c", str(directory / "nginx.conf")], start_new_session=True,
+                stdout=subprocess.DEVNULL, stderr=stderr,
+            )
         wait_healthy(f"http://127.0.0.1:{port}", processes["nginx"], directory / "nginx.stderr")
         yield {
             "lb": f"http://127.0.0.1:{port}",

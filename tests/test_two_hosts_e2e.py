@@ -16,13 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import PASSWORD, SECRET
+from tests.helpers import PASSWORD, PROJECT_ROOT, SECRET, clean_environment
 from tests.postgres_server import PostgresServer
-from tests.servers import GUNICORN, PROJECT_ROOT, call, free_port, server_environment, signal_group
+from tests.servers import GUNICORN, call, free_port, signal_group
 from tests.test_nginx_e2e import nginx_binary
 
 UPSTREAM_EXAMPLE = PROJECT_ROOT / "deploy" / "nginx-upstream.conf"
 MAX_FAILURES = 5
+pytestmark = pytest.mark.e2e
 SUBNET = f"10.231.{os.getpid() % 250}"
 ADDRESSES = {"a": f"{SUBNET}.2", "b": f"{SUBNET}.3", "db": f"{SUBNET}.4"}
 BRIDGE_ADDRESS = f"{SUBNET}.1"
@@ -65,7 +66,7 @@ class Network:
 
 
 def start_host(network, host, directory, database_url):
-    environment = server_environment(
+    environment = clean_environment(
         DATABASE_URL=database_url,
         JWT_SECRET=SECRET,
         BCRYPT_ROUNDS="4",

@@ -111,3 +111,22 @@ CREATE INDEX login_throttle_updated_at ON login_throttle (updated_at);
 -- successful login, as the original Express seed's lastLogin did.
 ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
 ALTER TABLE users ADD COLUMN last_login_at TEXT;
+
+-- step 7: the realtime outbox. A change to a user's pets writes its event in
+-- the same transaction, numbered by a per-user counter (users.last_event_id),
+-- so that a change that rolled back is never announced, one that committed
+-- always is, and a client sees any gap. Rows about ended sessions carry no
+-- event_id: they tell every worker which live sockets to close. Rows are kept
+-- REALTIME_REPLAY_SECONDS for reconnecting clients, then pruned. No foreign
+-- key: the event that a deleted account's sockets must hear outlives the user.
+ALTER TABLE users ADD COLUMN last_event_id INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE realtime_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    event_id INTEGER,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX realtime_events_user_id_event_id ON realtime_events (user_id, event_id);
+CREATE INDEX realtime_events_created_at ON realtime_events (created_at);

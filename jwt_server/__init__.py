@@ -6,7 +6,20 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, audit, auth, config, db, errors, headers, meta, pets, security, users
+from . import (
+    admin,
+    audit,
+    auth,
+    config,
+    db,
+    errors,
+    headers,
+    meta,
+    pets,
+    realtime,
+    security,
+    users,
+)
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -30,6 +43,7 @@ def create_app(overrides=None):
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
     CORS(app, **cors_options(app.config["CORS_ORIGINS"], app.config["AUTH_COOKIE"]))
+    realtime.init_app(app)
     if app.config["TRUSTED_PROXIES"]:
         # Believe X-Forwarded-* only from as many proxies as are really in front.
         hops = app.config["TRUSTED_PROXIES"]

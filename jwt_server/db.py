@@ -92,7 +92,14 @@ def release_db(exception=None):
 
 @contextmanager
 def transaction(connection):
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises.
+
+    Inside a transaction already, the block simply joins it: the outer one
+    commits or rolls back everything.
+    """
+    if connection.in_transaction:
+        yield connection
+        return
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield connection

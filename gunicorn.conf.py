@@ -19,7 +19,7 @@ bind = [read(os.environ, "BIND") or f"127.0.0.1:{read(os.environ, 'PORT')}"]
 
 # Threads let one worker serve other requests while a login waits on bcrypt,
 # which releases the GIL: logins run in parallel, and keep-alive works.
-worker_class = "gthread"
+worker_class = "gevent"
 workers = read(os.environ, "WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1
 threads = 4
 # A worker whose main loop is silent this long is killed and replaced. With

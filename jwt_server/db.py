@@ -4,6 +4,9 @@ Opening a connection costs about as much as the rest of a small request, so
 each worker thread keeps its own open connection and lends it to one request
 at a time: ``get_db()`` puts it on ``g``, and the teardown hands it back,
 rolled back if a request left a transaction open, or closed after an error.
+A kept connection is lent only while its file is still the one at the path:
+one that was deleted or replaced under it would take writes no one will ever
+read.
 
 Connections run in autocommit mode (``isolation_level=None``): a single
 statement commits by itself, and a write that spans statements is wrapped in
@@ -13,6 +16,7 @@ reader upgrading to a writer while another process writes fails at once with
 "database is locked", whatever the busy timeout; BEGIN IMMEDIATE waits for
 the lock instead.
 """
+import os
 import re
 import sqlite3
 import threading
@@ -34,10 +38,23 @@ _STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
 # (past the busy timeout), read-only, I/O error, full, cannot open.
 TRANSIENT_SQLITE_CODES = {5, 6, 8, 10, 13, 14}
 _TRANSIENT_MESSAGES = ("locked", "busy", "readonly", "read-only", "disk i/o", "full", "unable to open")
+SQLITE_CANTOPEN = 14
+
+# Databases this process created and migrated before forking: in gunicorn's
+# master (gunicorn.conf.py). A worker forked from it only opens them, so a
+# worker respawned after the file was deleted cannot create an empty one.
+_prepared_before_fork = set()
 
 
 class MigrationError(RuntimeError):
     pass
+
+
+class DatabaseFileGone(sqlite3.OperationalError):
+    """The database file was deleted or replaced while the server ran."""
+
+    # As SQLite reports a file it cannot open: a retry can find one at the path.
+    sqlite_errorcode = SQLITE_CANTOPEN
 
 
 def is_transient(error):
@@ -66,16 +83,38 @@ def connect(path):
     return connection
 
 
+def file_identity(path):
+    """``(device, inode)`` of the file at ``path``."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise DatabaseFileGone(f"{path} does not exist") from None
+    return status.st_dev, status.st_ino
+
+
 def get_db():
     if "db" not in g:
-        idle = current_app.extensions["jwt_server.connections"]
         path = current_app.config["DATABASE"]
-        connection = getattr(idle, "connection", None)
-        if connection is None or idle.path != path:
-            connection = connect(path)
-        idle.connection = None
-        g.db, g.db_path = connection, path
+        g.db, g.db_file = borrow_connection(path)
+        g.db_path = path
     return g.db
+
+
+def borrow_connection(path):
+    """The thread's kept connection to ``path`` and the file it reads, or a new one."""
+    idle = current_app.extensions["jwt_server.connections"]
+    kept, idle.connection = getattr(idle, "connection", None), None
+    if kept is None or idle.path != path:
+        connection = connect(path)
+        return connection, file_identity(path)
+    try:
+        if file_identity(path) == idle.file:
+            return kept, idle.file
+    except DatabaseFileGone:
+        kept.close()
+        raise
+    kept.close()
+    raise DatabaseFileGone(f"{path} was replaced since this connection opened it")
 
 
 def release_db(exception=None):
@@ -87,7 +126,7 @@ def release_db(exception=None):
         connection.close()
         return
     idle = current_app.extensions["jwt_server.connections"]
-    idle.connection, idle.path = connection, g.pop("db_path")
+    idle.connection, idle.path, idle.file = connection, g.pop("db_path"), g.pop("db_file")
 
 
 @contextmanager
@@ -143,7 +182,7 @@ def migrate(path, migrations_path=MIGRATIONS_PATH):
     read again after BEGIN IMMEDIATE, so the first worker applies the steps
     and the others, waiting on the lock, find nothing left to do.
     """
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    create_if_absent(path)
     steps = migration_steps(Path(migrations_path).read_text())
     latest = steps[-1][0]
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS * 3, isolation_level=None)
@@ -171,6 +210,25 @@ def migrate(path, migrations_path=MIGRATIONS_PATH):
         connection.close()
 
 
+def create_if_absent(path):
+    """An empty file (an empty database to SQLite) that only its owner can read.
+
+    It will hold password hashes. SQLite gives the -wal and -shm files it
+    makes next to it the same permissions.
+    """
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def prepare_before_fork(path):
+    """Create and migrate the database in gunicorn's master, before any worker starts."""
+    migrate(path)
+    _prepared_before_fork.add(path)
+
+
 def enable_wal(connection):
     """Switch to WAL, waiting for other writers as a busy timeout would.
 
@@ -195,6 +253,7 @@ def schema_version(connection):
 
 
 def init_app(app):
-    migrate(app.config["DATABASE"])
+    if app.config["DATABASE"] not in _prepared_before_fork:
+        migrate(app.config["DATABASE"])
     app.extensions["jwt_server.connections"] = threading.local()
     app.teardown_appcontext(release_db)

@@ -13,11 +13,11 @@ from jwt_server.db import prepare_before_fork
 _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:
     read_or_create_secret()
-
 # The database is created (mode 0600) and migrated here, in the master, at
 # start and on reload, before workers fork: a worker only opens the file, so
 # one respawned after the file was deleted answers 503 instead of starting
-# an empty database in its place.
+# an empty database in its place. A database that cannot be brought up to
+# date stops gunicorn here, with one line, rather than every worker in turn.
 prepare_before_fork(_settings["DATABASE"])
 
 # Loopback (or a unix socket) only: nginx is the one client, and the app

@@ -37,11 +37,14 @@ system-packages:
 run: install
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
+# Lint first (rules in pyproject.toml), then every test; -m "not e2e" in
+# PYTEST_ARGS leaves out those that start gunicorn, nginx or Chromium.
 test: install system-packages
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/ruff check jwt_server tests bench
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The bench measures the service as deployed: a venv with the service's own
-# dependencies only (the test extras would put cryptography in every worker).
+# dependencies only (the test extras would put more in every worker).
 $(BENCH_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip

@@ -14,12 +14,14 @@ from . import (
     db,
     errors,
     headers,
+    keys,
     meta,
     pets,
     realtime,
     security,
     users,
     validation,
+    wellknown,
 )
 
 MAX_BODY_BYTES = 64 * 1024
@@ -34,6 +36,7 @@ def create_app(overrides=None):
         app.config["JWT_SECRET"] = config.read_or_create_secret()
 
     db.init_app(app)
+    keys.init_app(app)
     security.dummy_hash(app.config["BCRYPT_ROUNDS"])
     errors.init_app(app)
     audit.init_app(app)
@@ -46,6 +49,7 @@ def create_app(overrides=None):
     app.register_blueprint(admin.bp)
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(wellknown.bp)
     db.one_line_cli_errors(app)
     CORS(app, **cors_options(app.config["CORS_ORIGINS"], app.config["AUTH_COOKIE"]))
     realtime.init_app(app)

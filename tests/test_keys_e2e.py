@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from jwt_server.keys import unseal
-from tests.conftest import PASSWORD, SECRET
+from tests.helpers import PASSWORD, SECRET
 from tests.servers import (
     GUNICORN,
     PROJECT_ROOT,

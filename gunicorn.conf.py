@@ -4,12 +4,19 @@ The environment is validated here, in the master, before any worker starts:
 a bad value stops gunicorn with one line naming the variable instead of a
 crowd of workers failing one after another.
 """
-import multiprocessing
-import os
+# The gevent worker (worker_class below) patches the standard library when it
+# starts; what this file imports must be patched from the start too, or the
+# workers warn that ssl was imported before patching (gunicorn's advice).
+from gevent import monkey
 
-from jwt_server.config import load_config, read, read_or_create_secret
-from jwt_server.db import prepare_before_fork
-from jwt_server.keys import load_keys
+monkey.patch_all()
+
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+
+from jwt_server.config import load_config, read, read_or_create_secret  # noqa: E402
+from jwt_server.db import prepare_before_fork  # noqa: E402
+from jwt_server.keys import load_keys  # noqa: E402
 
 _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:

@@ -4,12 +4,19 @@ The environment is validated here, in the master, before any worker starts:
 a bad value stops gunicorn with one line naming the variable instead of a
 crowd of workers failing one after another.
 """
-import multiprocessing
-import os
+# The gevent worker (worker_class below) patches the standard library when it
+# starts; what this file imports must be patched from the start too, or the
+# workers warn that ssl was imported before patching (gunicorn's advice).
+from gevent import monkey
 
-from jwt_server.config import WORKER_THREADS, load_config, read, read_or_create_secret
-from jwt_server.db import prepare_before_fork
-from jwt_server.keys import load_keys
+monkey.patch_all()
+
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+
+from jwt_server.config import load_config, read, read_or_create_secret  # noqa: E402
+from jwt_server.db import prepare_before_fork  # noqa: E402
+from jwt_server.keys import load_keys  # noqa: E402
 
 _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:
@@ -30,15 +37,17 @@ load_keys(_settings)
 # believes its X-Forwarded-For (TRUSTED_PROXIES), so no one else may connect.
 bind = [read(os.environ, "BIND") or f"127.0.0.1:{read(os.environ, 'PORT')}"]
 
-# Threads let one worker serve other requests while a login waits on bcrypt,
-# which releases the GIL: logins run in parallel, and keep-alive works.
-# jwt_server.worker's ThreadWorker is gunicorn's gthread worker whose own
-# errors (414, 431, a malformed request or chunked body) are the app's problem
-# documents, and which holds a chunked body to the app's 64 KiB limit.
-worker_class = "jwt_server.worker.ThreadWorker"
+# gevent: one greenlet per connection, so a worker serves its requests and
+# holds its Socket.IO sockets (realtime.py) without a thread for each; bcrypt
+# runs in gevent's thread pool (security.off_the_event_loop), so logins run in
+# parallel and never stall the worker. jwt_server.worker's GeventWorker makes
+# gunicorn's own errors (414, 431, a malformed request or chunked body) the
+# app's problem documents and holds a chunked body to the app's 64 KiB limit.
+# (jwt_server.worker.ThreadWorker is the same on gthread, with `threads`.)
+worker_class = "jwt_server.worker.GeventWorker"
 workers = read(os.environ, "WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1
-# Each worker's PostgreSQL pool holds as many connections (DATABASE_POOL_SIZE).
-threads = WORKER_THREADS
+worker_connections = 1000
+threads = 4
 # A worker whose main loop is silent this long is killed and replaced. With
 # gthread a slow request does not trigger it; nginx answers 504 for one after
 # its proxy_read_timeout, also 30 s.

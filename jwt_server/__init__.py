@@ -21,6 +21,7 @@ from . import (
     keys,
     meta,
     pets,
+    realtime,
     security,
     users,
     validation,
@@ -56,6 +57,7 @@ def create_app(overrides=None):
     app.register_blueprint(wellknown.bp)
     db.one_line_cli_errors(app)
     init_cors(app)
+    realtime.init_app(app)
     if app.config["TRUSTED_PROXIES"]:
         # Believe X-Forwarded-* only from as many proxies as are really in front.
         hops = app.config["TRUSTED_PROXIES"]

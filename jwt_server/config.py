@@ -105,6 +105,7 @@ SETTINGS = (
     Setting("LOGIN_LOCKOUT", 60, integer(1, 86400), "LOGIN_LOCKOUT"),
     Setting("TRUSTED_PROXIES", 0, integer(0, 10), "TRUSTED_PROXIES"),
     Setting("DATABASE_POOL_SIZE", WORKER_THREADS, integer(1, 100), "DATABASE_POOL_SIZE"),
+    Setting("REALTIME_REPLAY_SECONDS", 300, integer(0, 7 * 24 * 3600), "REALTIME_REPLAY_SECONDS"),
     # Read by gunicorn.conf.py only.
     Setting("PORT", 8000, integer(1, 65535)),
     Setting("BIND", None, bind_address),

@@ -15,9 +15,12 @@ from . import config, db, postgres
 bp = Blueprint("copying", __name__, cli_group=None)
 
 # Parents before children, so that every foreign key finds its row.
-TABLES = ("users", "pets", "sessions", "rotated_refresh_tokens", "login_throttle", "signing_keys")
+TABLES = (
+    "users", "pets", "sessions", "rotated_refresh_tokens", "login_throttle", "signing_keys",
+    "event_counters", "realtime_events",
+)
 # The tables whose ids come from a sequence that must continue past the copied ids.
-SEQUENCED = ("users", "pets", "sessions")
+SEQUENCED = ("users", "pets", "sessions", "realtime_events")
 PROGRESS_EVERY = 10_000
 
 

@@ -8,9 +8,9 @@ A parameter that may be NULL is given a type where it is first used
 (``CAST(:keep AS BIGINT) IS NULL``): PostgreSQL cannot guess one.
 
 Opening a connection costs about as much as the rest of a small request, so
-each worker thread keeps its own open connection and lends it to one request
-at a time: ``get_db()`` puts it on ``g``, and the teardown hands it back,
-rolled back if a request left a transaction open, or closed after an error.
+each worker keeps its idle connections open and lends each to one request at
+a time: ``get_db()`` puts one on ``g``, and the teardown hands it back, or
+closes it if the request left a transaction open or ended in an error.
 A kept connection is lent only while its file is still the one at the path:
 one that was deleted or replaced under it would take writes no one will ever
 read.
@@ -29,7 +29,6 @@ import os
 import pwd
 import re
 import sqlite3
-import threading
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -47,6 +46,8 @@ POSTGRES_MIGRATIONS_PATH = MIGRATIONS_PATH.with_name("migrations.postgresql.sql"
 BUSY_TIMEOUT_SECONDS = 10
 # "Already taken", "no such parent row": what a constraint refused, on either engine.
 IntegrityError = (sqlite3.IntegrityError, psycopg.IntegrityError)
+# Idle connections a worker keeps; more at once are opened and closed again.
+MAX_IDLE_CONNECTIONS = 16
 # SQLite's largest integer key: an id past it names no row (and would not bind).
 MAX_ID = 2**63 - 1
 _STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
@@ -135,35 +136,49 @@ def get_db():
 
 
 def borrow_connection(path):
-    """The thread's kept connection to ``path`` and the file it reads, or a new one."""
+    """An idle connection of this worker to ``path`` and the file it reads, or a new one.
+
+    A connection that reads another file than the one now at ``path`` (it
+    was deleted or replaced) is closed, and this request answers 503.
+    """
     idle = current_app.extensions["jwt_server.connections"]
-    kept, idle.connection = getattr(idle, "connection", None), None
-    if kept is None or idle.path != path:
-        connection = connect(path)
-        return connection, file_identity(path)
     try:
-        if file_identity(path) == idle.file:
-            return kept, idle.file
+        identity = file_identity(path)
+        kept, kept_path, kept_file = idle.pop()
+    except IndexError:
+        return connect(path), identity
     except DatabaseFileGone:
-        kept.close()
+        close_all(idle)
         raise
+    if (kept_path, kept_file) == (path, identity):
+        return kept, kept_file
     kept.close()
+    if kept_path != path:  # the app's DATABASE changed (tests do that)
+        return connect(path), identity
     raise DatabaseFileGone(f"{path} was replaced since this connection opened it")
 
 
+def close_all(idle):
+    while idle:
+        try:
+            idle.pop()[0].close()
+        except IndexError:
+            return
+
+
 def release_db(exception=None):
-    """Give the request's connection back to its thread, or close it after an error."""
+    """Give the request's connection back to the worker's idle ones, or close it after an error."""
     connection = g.pop("db", None)
     if connection is None:
         return
     if not is_sqlite(connection):
         current_app.extensions["jwt_server.pool"].putconn(connection)
         return
-    if exception is not None or connection.in_transaction:
+    idle = current_app.extensions["jwt_server.connections"]
+    if exception is not None or connection.in_transaction or len(idle) >= MAX_IDLE_CONNECTIONS:
         connection.close()
         return
-    idle = current_app.extensions["jwt_server.connections"]
-    idle.connection, idle.path, idle.file = connection, g.pop("db_path"), g.pop("db_file")
+    idle.append((connection, g.pop("db_path"), g.pop("db_file")))
 
 
 def is_sqlite(connection):
@@ -174,12 +189,17 @@ def is_sqlite(connection):
 def transaction(connection):
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises.
 
-    On PostgreSQL it is a READ COMMITTED transaction: the statements that
-    must not race lock the rows they change (see postgres.py).
+    Inside a transaction already, the block simply joins it: the outer one
+    commits or rolls back everything. On PostgreSQL it is a READ COMMITTED
+    transaction (a savepoint inside another): the statements that must not
+    race lock the rows they change.
     """
     if not is_sqlite(connection):
         with connection.transaction():
             yield connection
+        return
+    if connection.in_transaction:
+        yield connection
         return
     connection.execute("BEGIN IMMEDIATE")
     try:
@@ -405,6 +425,11 @@ def init_app(app):
             database, app.config["DATABASE_POOL_SIZE"], BUSY_TIMEOUT_SECONDS
         )
     app.extensions["jwt_server.connections"] = threading.local()
+    if app.config["DATABASE"] not in _prepared_before_fork:
+        migrate(app.config["DATABASE"])
+    # Idle connections, lent to one request at a time. A list, not a
+    # thread-local: under gevent every request is a greenlet of its own.
+    app.extensions["jwt_server.connections"] = []
     app.teardown_appcontext(release_db)
 
 

@@ -3,7 +3,7 @@
 The rest of the package writes SQL as for SQLite, with ``?`` and ``:name``
 placeholders; ``Connection.execute`` turns them into psycopg's ``%s`` and
 ``%(name)s`` (once per statement text) and rows come back as dicts, read by
-column name like ``sqlite3.Row``. Connections run in autocommit mode, as the
+column name or index like ``sqlite3.Row``. Connections run in autocommit mode, as the
 SQLite ones do, and ``transaction()`` in db.py opens a READ COMMITTED
 transaction with psycopg's ``Connection.transaction()``. The statements that
 must not race across hosts take row locks (an ``UPDATE ... WHERE old value``,
@@ -18,7 +18,6 @@ import re
 import threading
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from .config import redact
@@ -56,6 +55,28 @@ def to_pyformat(sql):
     return _TOKENS.sub(replace, sql)
 
 
+class Row(tuple):
+    """A row read by column name or by index, as ``sqlite3.Row`` is; ``dict(row)`` works too."""
+
+    names = ()
+
+    def __getitem__(self, key):
+        return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
+
+    def keys(self):
+        return list(self.names)
+
+
+@functools.lru_cache(maxsize=256)
+def row_class(names):
+    return type("Row", (Row,), {"names": names})
+
+
+def named_rows(cursor):
+    """psycopg row factory: ``Row`` of the cursor's columns."""
+    return row_class(tuple(column.name for column in cursor.description or ()))
+
+
 class Connection(psycopg.Connection):
     def execute(self, query, params=None, **kwargs):
         return super().execute(query if params is None else to_pyformat(query), params, **kwargs)
@@ -67,7 +88,7 @@ class Connection(psycopg.Connection):
 
 
 def connect(url, **kwargs):
-    return Connection.connect(url, autocommit=True, row_factory=dict_row, **kwargs)
+    return Connection.connect(url, autocommit=True, row_factory=named_rows, **kwargs)
 
 
 class ProcessPool:
@@ -92,7 +113,7 @@ class ProcessPool:
                         # timeout, so that its back-off never grows long: the
                         # next request starts a fresh attempt.
                         reconnect_timeout=self.timeout,
-                        kwargs={"autocommit": True, "row_factory": dict_row},
+                        kwargs={"autocommit": True, "row_factory": named_rows},
                         connection_class=Connection,
                         name=f"jwt-server-{os.getpid()}",
                         open=True,

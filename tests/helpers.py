@@ -210,30 +210,12 @@ def database_bytes(app):
         return repr(snapshot(database)).encode()
 
 
-class Row(tuple):
-    """A row read by index or by column name, on either engine, like sqlite3.Row."""
-
-    names = ()
-
-    def __getitem__(self, key):
-        return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
-
-    def keys(self):
-        return list(self.names)
-
-
-def hybrid_rows(cursor):
-    names = tuple(column.name for column in cursor.description or ())
-    row_class = type("Row", (Row,), {"names": names})
-    return lambda values: row_class(values)
-
-
 def open_database(location):
     """A separate connection to the database at ``location`` (either engine), to check what it holds."""
     if location.startswith("postgresql://"):
-        from jwt_server.postgres import Connection
+        from jwt_server import postgres
 
-        return Connection.connect(location, autocommit=True, row_factory=hybrid_rows)
+        return postgres.connect(location)
     connection = sqlite3.connect(location)
     connection.row_factory = sqlite3.Row
     return connection

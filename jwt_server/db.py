@@ -424,9 +424,6 @@ def init_app(app):
         app.extensions["jwt_server.pool"] = postgres.ProcessPool(
             database, app.config["DATABASE_POOL_SIZE"], BUSY_TIMEOUT_SECONDS
         )
-    app.extensions["jwt_server.connections"] = threading.local()
-    if app.config["DATABASE"] not in _prepared_before_fork:
-        migrate(app.config["DATABASE"])
     # Idle connections, lent to one request at a time. A list, not a
     # thread-local: under gevent every request is a greenlet of its own.
     app.extensions["jwt_server.connections"] = []

@@ -1,6 +1,5 @@
 """Registration and login, and who the caller is: POST /users, POST /auth, GET /users[/me]."""
 import re
-import sqlite3
 import time
 from contextlib import closing
 
@@ -8,7 +7,17 @@ import bcrypt
 import jwt
 import pytest
 
-from tests.helpers import CHALLENGE, PASSWORD, SECRET, assert_problem, log_in, post_login, register, users_table
+from tests.helpers import (
+    CHALLENGE,
+    PASSWORD,
+    SECRET,
+    assert_problem,
+    log_in,
+    open_database,
+    post_login,
+    register,
+    users_table,
+)
 
 INVALID_CREDENTIALS = "Incorrect username and/or password."
 USER_KEYS = {"id", "username", "is_admin", "disabled", "created_at", "last_login_at"}
@@ -192,7 +201,7 @@ def test_register_is_403_when_registration_is_disabled(make_app):
     )
 
     assert_problem(response, 403, "registration_disabled")
-    with closing(sqlite3.connect(closed.config["DATABASE"])) as database:
+    with closing(open_database(closed.config["DATABASE"])) as database:
         assert database.execute("SELECT count(*) FROM users").fetchone()[0] == 0
 
 

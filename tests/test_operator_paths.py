@@ -129,6 +129,7 @@ def locked_database(make_app, monkeypatch):
     holder.close()
 
 
+@pytest.mark.sqlite_only  # SQLite's write lock
 @pytest.mark.parametrize(
     "args",
     [["create-user", "alice"], ["create-user", "alice", "--admin"]],
@@ -144,6 +145,7 @@ def test_cli_on_a_locked_database_fails_with_one_line(locked_database, args):
     assert locked_database.config["DATABASE"] in last_line
 
 
+@pytest.mark.sqlite_only  # SQLite's write lock
 def test_set_password_on_a_locked_database_fails_with_one_line(make_app, monkeypatch):
     app = make_app()
     assert app.test_cli_runner().invoke(args=["create-user", "alice"], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0

@@ -372,6 +372,7 @@ def test_the_429_carries_cors_headers_for_a_listed_origin(make_app):
     assert "Origin" in response.headers["Vary"]
 
 
+@pytest.mark.sqlite_only  # reads the database file's bytes
 def test_the_throttle_table_never_stores_the_raw_username(client, app):
     username = "Mallory-Unique.Name_42"
     fail(client, MAX_FAILURES, username=username)

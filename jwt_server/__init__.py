@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, auth, config, db, errors, headers, meta, pets, security, users
+from . import audit, auth, config, db, errors, headers, meta, metrics, pets, security, users
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -20,6 +20,7 @@ def create_app(overrides=None):
         app.config["JWT_SECRET"] = config.read_or_create_secret()
 
     db.init_app(app)
+    metrics.init_app(app)
     security.dummy_hash(app.config["BCRYPT_ROUNDS"])
     errors.init_app(app)
     audit.init_app(app)

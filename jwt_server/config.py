@@ -3,6 +3,7 @@
 A bad value stops the process with one line that names the variable, instead
 of a traceback at the first request that happens to need it.
 """
+import ipaddress
 import os
 import re
 import secrets
@@ -62,8 +63,21 @@ def integer(low, high):
 
 def boolean(name, raw):
     if raw.lower() not in _TRUE | _FALSE:
-        raise ConfigError(f"{name} must be true or false, not {raw!r}.")
+        raise ConfigError(f"{name} must be true or false (or 1/0, yes/no, on/off), not {raw!r}.")
     return raw.lower() in _TRUE
+
+
+def networks(name, raw):
+    """Comma-separated addresses or networks (``127.0.0.1,::1,10.0.0.0/8``)."""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    try:
+        if items:
+            return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"{name} must be comma-separated addresses or networks such as 127.0.0.1,10.0.0.0/8, not {raw!r}."
+    )
 
 
 def text(name, raw):
@@ -96,6 +110,8 @@ SETTINGS = (
     Setting("LOGIN_MAX_FAILURES", 5, integer(1, 1000), "LOGIN_MAX_FAILURES"),
     Setting("LOGIN_LOCKOUT", 60, integer(1, 86400), "LOGIN_LOCKOUT"),
     Setting("TRUSTED_PROXIES", 0, integer(0, 10), "TRUSTED_PROXIES"),
+    Setting("METRICS_ALLOW", "127.0.0.1,::1", networks, "METRICS_ALLOW"),
+    Setting("KOA_COMPAT", False, boolean, "KOA_COMPAT"),
     # Read by gunicorn.conf.py only.
     Setting("PORT", 8000, integer(1, 65535)),
     Setting("BIND", None, bind_address),

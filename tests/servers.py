@@ -28,6 +28,7 @@ CONFIG_VARIABLES = {
     "REFRESH_TOKEN_TTL", "BCRYPT_ROUNDS", "CORS_ORIGINS", "ALLOW_REGISTRATION",
     "AUTH_COOKIE", "COOKIE_SECURE", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT",
     "TRUSTED_PROXIES", "PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS",
+    "METRICS_ALLOW", "KOA_COMPAT", "PROMETHEUS_MULTIPROC_DIR",
 }
 START_TIMEOUT = 30
 STOP_TIMEOUT = 15
@@ -56,6 +57,15 @@ def call(base_url, method, path, body=None, token=None):
             return Response(answer.status, answer.headers, json.loads(answer.read() or b"null"))
     except urllib.error.HTTPError as error:
         return Response(error.code, error.headers, json.loads(error.read() or b"null"))
+
+
+def get_text(base_url, path):
+    """``GET path`` for a body that is not JSON: ``(status, headers, text)``."""
+    try:
+        with _opener.open(base_url + path, timeout=REQUEST_TIMEOUT) as answer:
+            return answer.status, answer.headers, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
 
 
 def free_port():

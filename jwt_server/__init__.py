@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, auth, config, db, errors, headers, meta, metrics, pets, security, users
+from . import audit, auth, config, db, docs, errors, headers, meta, metrics, pets, security, users
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -29,6 +29,7 @@ def create_app(overrides=None):
     app.register_blueprint(users.bp)
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(docs.bp)
     CORS(app, **cors_options(app.config["CORS_ORIGINS"], app.config["AUTH_COOKIE"]))
     if app.config["TRUSTED_PROXIES"]:
         # Believe X-Forwarded-* only from as many proxies as are really in front.

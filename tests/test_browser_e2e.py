@@ -271,7 +271,10 @@ def test_browser_spa_on_an_origin_the_api_does_not_allow_reads_nothing(page, tmp
         open_spa(page, spa_origin, api)
         fill_login(page, "travis", PASSWORD)
         page.get_by_role("button", name="Create account").click()
-        expect(page.get_by_role("alert")).to_have_text(f"The API at {api.base_url} cannot be reached.")
+        expect(page.get_by_role("alert")).to_have_text(
+            f"The API at {api.base_url} cannot be reached: "
+            f"check that it is running and that its CORS_ORIGINS lists {spa_origin}."
+        )
         expect(page.get_by_text("Signed in as")).to_be_hidden()
         # Read once the refused preflight is in it, not while the log may still be empty.
         log = logged(api, '"OPTIONS /users HTTP/1.1"')

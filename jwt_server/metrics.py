@@ -70,9 +70,10 @@ def request_series(route, method, status):
 
 
 def count_request(response):
+    rule, method = request.url_rule, request.method
     # The template, not the path: /pets/1 and /pets/2 are one series; unrouted paths are one too.
-    route = request.url_rule.rule if request.url_rule is not None else "unrouted"
-    method = request.method if request.method in METHODS else "other"
+    route = rule.rule if rule is not None else "unrouted"
+    method = method if method in METHODS else "other"
     requests, duration = request_series(route, method, response.status_code)
     requests.inc()
     started = g.pop("metrics_started", None)

@@ -105,3 +105,9 @@ CREATE TABLE login_throttle (
     PRIMARY KEY (username_key, ip)
 ) WITHOUT ROWID;
 CREATE INDEX login_throttle_updated_at ON login_throttle (updated_at);
+
+-- step 6: administration. A disabled account cannot log in and its sessions
+-- end; last_login_at (UTC, whole seconds, like created_at) moves on each
+-- successful login, as the original Express seed's lastLogin did.
+ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
+ALTER TABLE users ADD COLUMN last_login_at TEXT;

@@ -1,20 +1,22 @@
 """The auth blueprint: log in, refresh, log out; the Bearer decorators."""
 import functools
+import re
 import time
 
 import jwt
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import audit, security, sessions, throttle
+from . import accounts, audit, security, sessions, throttle
 from .db import get_db
 from .errors import APIError, challenge, validation_error
+from .exceptions import InvalidRefreshToken
 from .validation import FORM, is_text, read_body, required_text
 
 bp = Blueprint("auth", __name__)
 
-USER_COLUMNS = "id, username, is_admin, created_at"
 REFRESH_COOKIE = "refresh_token"
-_B64TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
+# A JWS in compact form: three base64url segments, unpadded (RFC 7515 section 2).
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def invalid_token(detail="The access token is invalid."):
@@ -33,7 +35,7 @@ def bearer_token():
             headers=challenge(),
         )
     token = token.strip(" ")
-    if not token or not _B64TOKEN.issuperset(token) or "=" in token.rstrip("="):
+    if not _COMPACT_JWS.fullmatch(token):
         raise invalid_token()
     return token
 
@@ -48,9 +50,10 @@ def authenticated_user():
         raise invalid_token() from None
     user = get_db().execute(
         """
-        SELECT users.id, username, is_admin, users.created_at, sessions.id AS session_id
+        SELECT users.id, username, is_admin, disabled, users.created_at, last_login_at,
+               sessions.id AS session_id
         FROM sessions JOIN users ON users.id = sessions.user_id
-        WHERE sessions.id = ? AND users.id = ? AND revoked_at IS NULL AND expires_at > ?
+        WHERE sessions.id = ? AND users.id = ? AND revoked_at IS NULL AND expires_at > ? AND disabled = 0
         """,
         (int(claims["sid"]), int(claims["sub"]), int(time.time())),
     ).fetchone()
@@ -85,15 +88,6 @@ def admin_required(view):
         return view(*args, **kwargs)
 
     return token_required(wrapped_view)
-
-
-def find_user(username):
-    """The user row with its hash, by username in any case; None if unknown."""
-    if not is_text(username):
-        return None
-    return get_db().execute(
-        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username,)
-    ).fetchone()
 
 
 def token_response(user, session_id, refresh_token, refresh_expires_at):
@@ -136,7 +130,7 @@ def check_credentials(username, password):
     Unknown user and wrong password take the same time and get the same answer.
     """
     config, db, ip = current_app.config, get_db(), request.remote_addr
-    user = find_user(username)
+    user = accounts.find_by_username(db, username)
     user_id = user["id"] if user else None
     locks = throttle.count_attempt(
         db, username, ip, config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT"], user_id
@@ -147,11 +141,11 @@ def check_credentials(username, password):
             401, "invalid_credentials", "Incorrect username and/or password.", headers=challenge()
         )
     throttle.forgive(db, username, ip)
+    if user["disabled"]:
+        audit.event("login_refused_disabled", user_id)
+        raise APIError(403, "account_disabled", "This account is disabled; ask an administrator.")
     if security.hash_cost(user["password_hash"]) != config["BCRYPT_ROUNDS"]:
-        db.execute(
-            "UPDATE users SET password_hash = ? WHERE id = ?",
-            (security.hash_password(password, config["BCRYPT_ROUNDS"]), user_id),
-        )
+        accounts.rehash(db, user, password, config["BCRYPT_ROUNDS"])
     return user
 
 
@@ -164,6 +158,7 @@ def login():
     session_id, refresh_token, expires_at = sessions.open_session(
         db, user["id"], current_app.config["REFRESH_TOKEN_TTL"], request.user_agent.string, request.remote_addr
     )
+    accounts.record_login(db, user["id"])
     audit.event("login_succeeded", user["id"], session_id=session_id)
     if current_app.config["KOA_COMPAT"] and request.mimetype == FORM:
         return koa_token_response(user, session_id)
@@ -191,7 +186,7 @@ def presented_refresh_token():
                 403, "csrf_failed", "A cookie refresh needs X-Requested-With, and an allowed Origin when it sends one."
             )
     if not isinstance(token, str) or not token or not is_text(token):
-        raise sessions.invalid_refresh_token()
+        raise InvalidRefreshToken()
     return token
 
 
@@ -205,7 +200,7 @@ def same_site_script():
 def refresh():
     db = get_db()
     session, refresh_token = sessions.rotate(db, presented_refresh_token())
-    user = db.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+    user = accounts.find_by_id(db, session["user_id"])
     return token_response(user, session["id"], refresh_token, session["expires_at"])
 
 

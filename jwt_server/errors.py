@@ -1,7 +1,9 @@
 """Every error becomes an RFC 9457 problem document (application/problem+json).
 
 Routes raise; one set of handlers, registered on the app so that they also
-see the 404 and 405 raised by URL routing, builds every error response.
+see the 404 and 405 raised by URL routing, builds every error response. The
+data modules raise domain errors (exceptions.py) that know nothing of HTTP:
+their status, code and sentence are given here.
 """
 import json
 import re
@@ -11,6 +13,16 @@ from flask import current_app
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from . import db
+from .exceptions import (
+    DomainError,
+    InvalidRefreshToken,
+    LastAdministrator,
+    LockedOut,
+    RefreshTokenReused,
+    UsernameTaken,
+    UserNotFound,
+)
 from .headers import request_id
 
 # Stable codes for the errors Werkzeug raises; others get their name in snake_case.
@@ -25,6 +37,34 @@ _DETAILS = {
     404: "There is nothing at this URL.",
     405: "This URL does not support this method; the Allow header lists the ones it does.",
     413: "The request body is larger than the 64 KiB this server accepts.",
+}
+
+
+# Each domain error's problem: status, code, detail. A subclass without an
+# entry of its own gets its parent's.
+_DOMAIN_PROBLEMS = {
+    UsernameTaken: (409, "username_taken", "That username is already taken."),
+    UserNotFound: (404, "user_not_found", "There is no user with this id."),
+    LastAdministrator: (
+        409,
+        "last_admin",
+        "This would leave no enabled administrator; promote another user first.",
+    ),
+    InvalidRefreshToken: (
+        401,
+        "invalid_refresh_token",
+        "The refresh token is invalid, expired or revoked; log in again.",
+    ),
+    RefreshTokenReused: (
+        401,
+        "refresh_token_reused",
+        "This refresh token was already used: the session is revoked; log in again.",
+    ),
+    LockedOut: (
+        429,
+        "too_many_attempts",
+        "Too many failed logins for this username from this address; try again later.",
+    ),
 }
 
 
@@ -73,6 +113,15 @@ def handle_api_error(error):
     return problem(error.status, error.code, error.detail, errors=error.errors, headers=error.headers)
 
 
+def handle_domain_error(error):
+    kind = next(kind for kind in type(error).__mro__ if kind in _DOMAIN_PROBLEMS)
+    status, code, detail = _DOMAIN_PROBLEMS[kind]
+    headers = challenge() if status == 401 else {}
+    if isinstance(error, LockedOut):
+        headers["Retry-After"] = str(error.retry_after)
+    return problem(status, code, detail, headers=headers)
+
+
 def handle_http_exception(error):
     if error.code is None or error.code < 400:
         return error
@@ -82,8 +131,10 @@ def handle_http_exception(error):
     return problem(error.code, code, detail, headers=headers)
 
 
-def handle_database_unavailable(error):
-    """The database file is missing, unreadable, full, or locked past the busy timeout."""
+def handle_database_error(error):
+    """503 for what a retry can fix (locked, unreachable, full...); a bug is a 500."""
+    if not db.is_transient(error):
+        return handle_unexpected(error)
     current_app.logger.exception("database unavailable (request id %s)", request_id())
     return problem(
         503,
@@ -105,5 +156,6 @@ def handle_unexpected(error):
 def init_app(app):
     app.register_error_handler(APIError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(sqlite3.OperationalError, handle_database_unavailable)
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(sqlite3.Error, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

@@ -2,9 +2,9 @@
 from flask import Blueprint, g, request, url_for
 
 from .auth import token_required
-from .db import get_db
+from .db import MAX_ID, get_db
 from .errors import APIError, validation_error
-from .validation import MAX_ID, check_pet_name, check_species, field_error, query_int, read_body
+from .validation import check_pet_name, check_species, field_error, query_int, read_body
 
 bp = Blueprint("pets", __name__)
 
@@ -54,6 +54,15 @@ def pet_fields(body, *, required):
     return fields
 
 
+def own_pet(sql, pet_id):
+    """The row ``sql`` returns for the caller's pet ``pet_id``; 404 if there is none."""
+    check_pet_id(pet_id)
+    pet = get_db().execute(sql, (pet_id, g.user["id"])).fetchone()
+    if pet is None:
+        raise pet_not_found()
+    return pet
+
+
 def update_pet(pet_id, fields):
     check_pet_id(pet_id)
     pet = get_db().execute(
@@ -87,8 +96,10 @@ def list_pets():
     limit = query_int("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     after = query_int("after", 0, 0, MAX_ID)
     species = request.args.get("species")
-    if species is not None and check_species(species):
-        raise validation_error([field_error("species", check_species(species))])
+    if species is not None:
+        if message := check_species(species):
+            raise validation_error([field_error("species", message)])
+        species = species.strip()  # as pet_fields stores it
     rows = get_db().execute(
         """
         SELECT id, name, species FROM pets
@@ -119,13 +130,7 @@ def create_pet():
 @bp.get(f"/pets/{PET_ID}")
 @token_required
 def get_pet(pet_id):
-    check_pet_id(pet_id)
-    pet = get_db().execute(
-        "SELECT id, name, species FROM pets WHERE id = ? AND user_id = ?", (pet_id, g.user["id"])
-    ).fetchone()
-    if pet is None:
-        raise pet_not_found()
-    return dict(pet)
+    return dict(own_pet("SELECT id, name, species FROM pets WHERE id = ? AND user_id = ?", pet_id))
 
 
 @bp.patch(f"/pets/{PET_ID}")
@@ -143,10 +148,5 @@ def put_pet(pet_id):
 @bp.delete(f"/pets/{PET_ID}")
 @token_required
 def delete_pet(pet_id):
-    check_pet_id(pet_id)
-    deleted = get_db().execute(
-        "DELETE FROM pets WHERE id = ? AND user_id = ?", (pet_id, g.user["id"])
-    ).rowcount
-    if not deleted:
-        raise pet_not_found()
+    own_pet("DELETE FROM pets WHERE id = ? AND user_id = ? RETURNING id", pet_id)
     return "", 204

@@ -1,7 +1,7 @@
 """Sessions: one per login, renewed by rotating refresh tokens, revocable.
 
-Functions here take the connection and return rows or raise APIError; the
-routes that use them live in auth.py and users.py.
+Functions here take the connection and return rows or raise the domain
+errors of exceptions.py; the routes that use them live in auth.py and users.py.
 """
 import hashlib
 import secrets
@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from . import audit
 from .db import transaction
-from .errors import APIError, challenge
+from .exceptions import InvalidRefreshToken, RefreshTokenReused
 
 REVOKED_KEPT_SECONDS = 24 * 3600
 PRUNE_BATCH = 500
@@ -23,15 +23,6 @@ def token_hash(token):
 
 def iso(timestamp):
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def invalid_refresh_token(code="invalid_refresh_token", detail=None):
-    return APIError(
-        401,
-        code,
-        detail or "The refresh token is invalid, expired or revoked; log in again.",
-        headers=challenge(),
-    )
 
 
 def open_session(db, user_id, ttl, user_agent, ip):
@@ -53,7 +44,7 @@ def rotate(db, refresh_token):
 
     A token that was already rotated is evidence that two parties hold it:
     the whole session is revoked (thief and victim both log in again) and
-    the answer is ``refresh_token_reused``. The swap runs under BEGIN
+    RefreshTokenReused is raised. The swap runs under BEGIN
     IMMEDIATE, so of two refreshes racing with one token, one wins and the
     other finds it already rotated.
     """
@@ -87,12 +78,9 @@ def rotate(db, refresh_token):
                 revoke(db, session_id=reused["session_id"])
     if reused is not None:
         audit.event("refresh_token_reused", reused["user_id"], session_id=reused["session_id"])
-        raise invalid_refresh_token(
-            "refresh_token_reused",
-            "This refresh token was already used: the session is revoked; log in again.",
-        )
+        raise RefreshTokenReused()
     if session is None:
-        raise invalid_refresh_token()
+        raise InvalidRefreshToken()
     return session, new_token
 
 

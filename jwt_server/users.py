@@ -1,25 +1,15 @@
 """The users blueprint: register, the caller's account and sessions; user CLI."""
-import sqlite3
-
 import click
 from flask import Blueprint, current_app, g
 
-from . import audit, security, sessions
-from .auth import USER_COLUMNS, admin_required, find_user, token_required
-from .db import get_db, transaction
+from . import accounts, audit, security, sessions
+from .auth import token_required
+from .db import MAX_ID, get_db
 from .errors import APIError, validation_error
-from .validation import MAX_ID, check_new_password, check_username, field_error, read_body, required_text
+from .exceptions import UsernameTaken
+from .validation import check_new_password, check_username, field_error, read_body, required_text
 
 bp = Blueprint("users", __name__, cli_group=None)
-
-
-def user_json(user):
-    return {
-        "id": user["id"],
-        "username": user["username"],
-        "is_admin": bool(user["is_admin"]),
-        "created_at": user["created_at"],
-    }
 
 
 def new_user_errors(username, password):
@@ -31,25 +21,9 @@ def new_user_errors(username, password):
     return errors
 
 
-def create_user(username, password, is_admin=False):
-    """Insert a user (already validated); 409 if the name is taken in any case."""
-    db = get_db()
-    taken = APIError(409, "username_taken", "That username is already taken.")
-    if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
-        raise taken
-    password_hash = security.hash_password(password, current_app.config["BCRYPT_ROUNDS"])
-    try:
-        return db.execute(
-            f"INSERT INTO users (username, password_hash, is_admin) VALUES (?, ?, ?) RETURNING {USER_COLUMNS}",
-            (username, password_hash, int(is_admin)),
-        ).fetchone()
-    except sqlite3.IntegrityError:
-        raise taken from None
-
-
 def check_own_password(password):
     """403 wrong_password unless ``password`` is the caller's (one bcrypt check)."""
-    row = get_db().execute("SELECT password_hash FROM users WHERE id = ?", (g.user["id"],)).fetchone()
+    row = accounts.find_by_id(get_db(), g.user["id"])
     if not security.check_password(password, row["password_hash"], current_app.config["BCRYPT_ROUNDS"]):
         raise APIError(403, "wrong_password", "The password is not correct.")
 
@@ -62,22 +36,15 @@ def register():
     errors = new_user_errors(body.get("username"), body.get("password"))
     if errors:
         raise validation_error(errors)
-    user = create_user(body["username"], body["password"])
+    user = accounts.create(get_db(), body["username"], body["password"], current_app.config["BCRYPT_ROUNDS"])
     audit.event("user_registered", user["id"])
-    return user_json(user), 201
+    return accounts.public(user), 201
 
 
 @bp.get("/users/me")
 @token_required
 def me():
-    return user_json(g.user)
-
-
-@bp.get("/users")
-@admin_required
-def list_users():
-    rows = get_db().execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY id").fetchall()
-    return [user_json(row) for row in rows]
+    return accounts.public(g.user)
 
 
 @bp.put("/users/me/password")
@@ -92,11 +59,9 @@ def change_password():
     if errors:
         raise validation_error(errors)
     check_own_password(body["current_password"])
-    password_hash = security.hash_password(body["new_password"], current_app.config["BCRYPT_ROUNDS"])
-    db = get_db()
-    with transaction(db):
-        db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, g.user["id"]))
-        revoked = sessions.revoke(db, user_id=g.user["id"], keep=g.user["session_id"])
+    revoked = accounts.set_password(
+        get_db(), g.user["id"], body["new_password"], current_app.config["BCRYPT_ROUNDS"], g.user["session_id"]
+    )
     audit.event("password_changed", g.user["id"], sessions_revoked=revoked)
     return "", 204
 
@@ -108,8 +73,7 @@ def delete_account():
     if error := required_text(body, "password", "Password"):
         raise validation_error([error])
     check_own_password(body["password"])
-    # Pets, sessions and rotated tokens go with the user (ON DELETE CASCADE).
-    get_db().execute("DELETE FROM users WHERE id = ?", (g.user["id"],))
+    accounts.delete(get_db(), g.user["id"])
     audit.event("account_deleted", g.user["id"])
     return "", 204
 
@@ -147,11 +111,18 @@ def revoke_all_sessions():
     return "", 204
 
 
+def acceptable_password(value):
+    if message := check_new_password(value):
+        raise click.UsageError(message)
+    return value
+
+
 def prompt_password():
-    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if message := check_new_password(password):
-        raise click.ClickException(message)
-    return password
+    """Ask twice; a password too short or mistyped is asked for again."""
+    try:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True, value_proc=acceptable_password)
+    except click.Abort:
+        raise click.ClickException("No password was set: the input ended before one was confirmed.") from None
 
 
 @bp.cli.command("create-user")
@@ -161,10 +132,12 @@ def create_user_command(username, admin):
     """Create a user (asks for the password twice) and print its id."""
     if message := check_username(username):
         raise click.ClickException(message)
+    if accounts.find_by_username(get_db(), username) is not None:
+        raise click.ClickException("That username is already taken.")
     try:
-        user = create_user(username, prompt_password(), is_admin=admin)
-    except APIError as error:
-        raise click.ClickException(error.detail) from None
+        user = accounts.create(get_db(), username, prompt_password(), current_app.config["BCRYPT_ROUNDS"], admin)
+    except UsernameTaken:
+        raise click.ClickException("That username is already taken.") from None
     audit.event("user_registered", user["id"], via="cli", admin=admin)
     click.echo(user["id"])
 
@@ -173,13 +146,10 @@ def create_user_command(username, admin):
 @click.argument("username")
 def set_password_command(username):
     """Set a user's password (asks for it twice); the user's sessions end."""
-    user = find_user(username)
+    db = get_db()
+    user = accounts.find_by_username(db, username)
     if user is None:
         raise click.ClickException(f"There is no user named {username!r}.")
-    password_hash = security.hash_password(prompt_password(), current_app.config["BCRYPT_ROUNDS"])
-    db = get_db()
-    with transaction(db):
-        db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user["id"]))
-        revoked = sessions.revoke(db, user_id=user["id"])
+    revoked = accounts.set_password(db, user["id"], prompt_password(), current_app.config["BCRYPT_ROUNDS"])
     audit.event("password_changed", user["id"], via="cli", sessions_revoked=revoked)
     click.echo(f"Password of {user['username']} changed.")

@@ -1,0 +1,130 @@
+"""User rows: find, create, change a password, delete.
+
+Functions here take the connection, like sessions.py, and raise the domain
+errors of exceptions.py; the routes that use them live in the blueprints,
+and the command line uses them too.
+"""
+import sqlite3
+
+from . import security, sessions
+from .db import transaction
+from .exceptions import LastAdministrator, UserNotFound, UsernameTaken
+from .validation import is_text
+
+USER_COLUMNS = "id, username, is_admin, disabled, created_at, last_login_at"
+
+
+def public(user):
+    """The user as clients see it: never a hash."""
+    return {
+        "id": user["id"],
+        "username": user["username"],
+        "is_admin": bool(user["is_admin"]),
+        "disabled": bool(user["disabled"]),
+        "created_at": user["created_at"],
+        "last_login_at": user["last_login_at"],
+    }
+
+
+def find_by_username(db, username):
+    """The user row with its hash, by username in any case; None if unknown."""
+    if not is_text(username):
+        return None
+    return db.execute(
+        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username,)
+    ).fetchone()
+
+
+def find_by_id(db, user_id):
+    return db.execute(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = ?", (user_id,)).fetchone()
+
+
+def list_all(db):
+    return db.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY id").fetchall()
+
+
+def create(db, username, password, rounds, is_admin=False):
+    """Insert a user (already validated); UsernameTaken if the name is taken in any case."""
+    if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+        raise UsernameTaken(username)
+    password_hash = security.hash_password(password, rounds)
+    try:
+        return db.execute(
+            f"INSERT INTO users (username, password_hash, is_admin) VALUES (?, ?, ?) RETURNING {USER_COLUMNS}",
+            (username, password_hash, int(is_admin)),
+        ).fetchone()
+    except sqlite3.IntegrityError:
+        raise UsernameTaken(username) from None
+
+
+def set_password(db, user_id, password, rounds, keep_session=None):
+    """Hash and store a new password and end every session but ``keep_session``.
+
+    The hash is computed before the transaction (bcrypt takes a quarter of
+    a second, which no one should wait for behind the write lock); the new
+    hash and the revocations commit together. Returns how many sessions ended.
+    """
+    password_hash = security.hash_password(password, rounds)
+    with transaction(db):
+        db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+        return sessions.revoke(db, user_id=user_id, keep=keep_session)
+
+
+def rehash(db, user, password, rounds):
+    """Store ``password`` at the configured cost, if the stored hash is still the one just checked.
+
+    A compare-and-swap: a password change that committed while this login
+    was in bcrypt must not be overwritten by a hash of the old password.
+    """
+    db.execute(
+        "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+        (security.hash_password(password, rounds), user["id"], user["password_hash"]),
+    )
+
+
+def record_login(db, user_id):
+    db.execute(
+        "UPDATE users SET last_login_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?", (user_id,)
+    )
+
+
+def delete(db, user_id):
+    """Delete a user; pets, sessions and rotated tokens go too (ON DELETE CASCADE)."""
+    return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
+
+
+def administer(db, user_id, *, is_admin=None, disabled=None, delete_user=False):
+    """Promote, demote, disable, enable or delete a user, keeping an enabled administrator.
+
+    Returns the user row before the change (None values leave a flag as it
+    is). Disabling ends every session of the user. The check and the change
+    are one transaction, so two administrators demoting each other at once
+    cannot both succeed. Raises UserNotFound or LastAdministrator.
+    """
+    with transaction(db):
+        user = find_by_id(db, user_id)
+        if user is None:
+            raise UserNotFound(user_id)
+        stays_admin = not delete_user and (user["is_admin"] if is_admin is None else is_admin) and not (
+            user["disabled"] if disabled is None else disabled
+        )
+        if user["is_admin"] and not user["disabled"] and not stays_admin and not other_enabled_admin(db, user_id):
+            raise LastAdministrator(user_id)
+        if delete_user:
+            delete(db, user_id)
+            return user
+        db.execute(
+            """
+            UPDATE users SET is_admin = COALESCE(?, is_admin), disabled = COALESCE(?, disabled) WHERE id = ?
+            """,
+            (None if is_admin is None else int(is_admin), None if disabled is None else int(disabled), user_id),
+        )
+        if disabled:
+            sessions.revoke(db, user_id=user_id)
+    return user
+
+
+def other_enabled_admin(db, user_id):
+    return db.execute(
+        "SELECT 1 FROM users WHERE is_admin = 1 AND disabled = 0 AND id != ? LIMIT 1", (user_id,)
+    ).fetchone() is not None

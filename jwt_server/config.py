@@ -140,9 +140,12 @@ def load_config(environ):
     """Return the app's settings from ``environ``, or raise ConfigError.
 
     ``JWT_SECRET`` is None when unset: the factory then reads or creates
-    ``db/jwt-secret`` (see read_or_create_secret).
+    ``db/jwt-secret`` (see read_or_create_secret). The variables only
+    gunicorn reads (BIND, ...) are checked too, so that gunicorn.conf.py
+    stops on any bad value before it creates the database.
     """
-    settings = {setting.key: read(environ, setting.name) for setting in SETTINGS if setting.key}
+    values = {setting: read(environ, setting.name) for setting in SETTINGS}
+    settings = {setting.key: value for setting, value in values.items() if setting.key}
     if settings["AUTH_COOKIE"] and settings["CORS_ORIGINS"] == "*":
         raise ConfigError(
             "AUTH_COOKIE=true needs CORS_ORIGINS to list the app's origins: "

@@ -120,7 +120,7 @@ def metrics():
 
 
 def init_app(app):
-    """Register before the other hooks: Flask runs after_request hooks last-registered first."""
+    """Time and count every request, errors included; add GET /metrics."""
     app.before_request(start_timer)
     app.after_request(count_request)
     app.register_blueprint(bp)

@@ -6,7 +6,7 @@ import time
 import jwt
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import accounts, audit, security, sessions, throttle
+from . import accounts, audit, keys, security, sessions, throttle
 from .db import get_db
 from .errors import APIError, challenge, validation_error
 from .exceptions import InvalidRefreshToken
@@ -43,7 +43,7 @@ def bearer_token():
 def authenticated_user():
     """The user and live session a valid Bearer token names, in one query."""
     try:
-        claims = security.decode_access_token(bearer_token(), current_app.config)
+        claims = security.decode_access_token(bearer_token(), current_app.config, keys.current())
     except jwt.ExpiredSignatureError:
         raise invalid_token("The access token has expired.") from None
     except jwt.InvalidTokenError:
@@ -95,7 +95,7 @@ def token_response(user, session_id, refresh_token, refresh_expires_at):
     config = current_app.config
     refresh_expires_in = max(refresh_expires_at - int(time.time()), 0)
     body = {
-        "access_token": security.issue_access_token(user, session_id, config),
+        "access_token": security.issue_access_token(user, session_id, config, keys.current()),
         "token_type": "Bearer",
         "expires_in": config["ACCESS_TOKEN_TTL"],
         "refresh_expires_in": refresh_expires_in,
@@ -167,7 +167,7 @@ def login():
 
 def koa_token_response(user, session_id):
     """The original Koa server's answer to a form login: the access token alone, as text."""
-    access_token = security.issue_access_token(user, session_id, current_app.config)
+    access_token = security.issue_access_token(user, session_id, current_app.config, keys.current())
     return current_app.response_class(access_token, mimetype="text/plain")
 
 

@@ -8,7 +8,7 @@ import sqlite3
 
 from . import security, sessions
 from .db import transaction
-from .exceptions import LastAdministrator, UserNotFound, UsernameTaken
+from .exceptions import LastAdministrator, UsernameTaken, UserNotFound
 from .validation import is_text
 
 USER_COLUMNS = "id, username, is_admin, disabled, created_at, last_login_at"

@@ -126,7 +126,7 @@ SETTINGS = (
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 # What a test or the bench clears to start a server from a known state.
-ENVIRONMENT_VARIABLES = frozenset(SETTINGS_BY_NAME) | {"GUNICORN_CMD_ARGS"}
+ENVIRONMENT_VARIABLES = frozenset(SETTINGS_BY_NAME) | {"GUNICORN_CMD_ARGS", "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def read(environ, name):
@@ -230,7 +230,9 @@ def read_or_create_secret(path=SECRET_PATH):
             "user too; or set JWT_SECRET."
         ) from None
     if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise ConfigError(f"{path} holds a secret shorter than {MIN_SECRET_BYTES} bytes; delete it to generate a new one.")
+        raise ConfigError(
+            f"{path} holds a secret shorter than {MIN_SECRET_BYTES} bytes; delete it to generate a new one."
+        )
     return secret
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from jwt_server.config import SETTINGS, ConfigError, load_config
-from tests.conftest import PASSWORD
-from tests.servers import PROJECT_ROOT, server_environment
+from tests.helpers import PASSWORD, PROJECT_ROOT, clean_environment
 
 ENV_EXAMPLE = PROJECT_ROOT / "deploy" / "jwt-server.env.example"
 CLI = PROJECT_ROOT / "deploy" / "jwt-server-cli"
@@ -88,7 +87,7 @@ def run_cli(cli, *arguments, user=SERVICE_USER, env_file, run_as=None, stdin="")
         command = ["runuser", "-u", run_as, "--", *command]
     return subprocess.run(
         command,
-        env=server_environment(JWT_SERVER_USER=user, JWT_SERVER_ENV_FILE=str(env_file)),
+        env=clean_environment(JWT_SERVER_USER=user, JWT_SERVER_ENV_FILE=str(env_file)),
         input=stdin, capture_output=True, text=True, timeout=60, start_new_session=True,
     )
 

@@ -14,15 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from jwt_server.db import migrate
-from tests.conftest import PASSWORD, SECRET
-from tests.servers import (
-    GUNICORN,
-    PROJECT_ROOT,
-    START_TIMEOUT,
-    free_port,
-    register_and_login,
-    server_environment,
-)
+from tests.helpers import PASSWORD, PROJECT_ROOT, SECRET, clean_environment
+from tests.servers import GUNICORN, START_TIMEOUT, free_port, register_and_login
+
+pytestmark = pytest.mark.e2e
 
 MIGRATIONS = (PROJECT_ROOT / "migrations.sql").read_text()
 STEP_COUNT = len(re.findall(r"^-- step \d+:", MIGRATIONS, re.MULTILINE))
@@ -161,7 +156,7 @@ def test_e2e_bad_configuration_stops_gunicorn_with_one_line(tmp_path, name, valu
     result = subprocess.run(
         [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
         cwd=PROJECT_ROOT,
-        env=server_environment(**settings),
+        env=clean_environment(**settings),
         capture_output=True,
         text=True,
         timeout=START_TIMEOUT,

@@ -1,13 +1,13 @@
 """KOA_COMPAT=true: a form login gets the bare access token as text, as the Koa server answered."""
 import pytest
 
-from tests.conftest import PASSWORD, assert_problem, build_app, register
+from tests.helpers import PASSWORD, assert_problem, register
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(make_app):
     """conftest's app (and so its client and database fixtures), with KOA_COMPAT=true."""
-    return build_app(tmp_path / "test.sqlite", KOA_COMPAT=True)
+    return make_app(KOA_COMPAT=True)
 
 
 def form_login(client, password=PASSWORD, **fields):
@@ -48,8 +48,8 @@ def test_form_login_errors_stay_problem_documents(client):
     assert_problem(client.post("/auth", data={"username": "travis"}), 422, "validation_error")
 
 
-def test_without_koa_compat_a_form_login_gets_json(tmp_path):
-    client = build_app(tmp_path / "default.sqlite").test_client()
+def test_without_koa_compat_a_form_login_gets_json(make_app):
+    client = make_app(KOA_COMPAT=False).test_client()
     register(client)
     response = form_login(client)
 

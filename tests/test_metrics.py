@@ -7,7 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jwt_server.config import load_config
-from tests.conftest import PASSWORD, assert_problem, build_app, login, register
+from tests.helpers import PASSWORD, assert_problem, log_in, register
 
 
 def scrape(client, **request):
@@ -63,11 +63,11 @@ def test_request_durations_are_a_histogram_per_route(client):
     assert after[infinity_bucket] == after[key]
 
 
-def test_logins_are_counted_by_outcome(tmp_path):
-    client = build_app(tmp_path / "app.sqlite", LOGIN_MAX_FAILURES=2).test_client()
+def test_logins_are_counted_by_outcome(make_app):
+    client = make_app(LOGIN_MAX_FAILURES=2).test_client()
     register(client)
     before = scrape(client)
-    login(client)
+    log_in(client)
     for _ in range(3):  # two failures lock the pair; the third attempt is throttled
         client.post("/auth", json={"username": "travis", "password": "wrong password"})
     after = scrape(client)
@@ -94,10 +94,10 @@ def test_live_sessions_are_read_from_the_database(client):
     key = ("jwt_server_live_sessions", ())
     assert scrape(client)[key] == 0
     register(client)
-    first = login(client)
-    login(client)
+    first = log_in(client)
+    log_in(client)
     assert scrape(client)[key] == 2
-    client.post("/auth/logout", headers=first)
+    client.post("/auth/logout", headers=first.headers)
     assert scrape(client)[key] == 1
 
 
@@ -114,9 +114,9 @@ def test_metrics_are_open_to_this_host_by_default(client, address):
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": address}).status_code == 200
 
 
-def test_metrics_allow_takes_networks(tmp_path):
+def test_metrics_allow_takes_networks(make_app):
     allowed = load_config({"METRICS_ALLOW": "10.0.0.0/8, 192.0.2.7"})["METRICS_ALLOW"]
-    client = build_app(tmp_path / "app.sqlite", METRICS_ALLOW=allowed).test_client()
+    client = make_app(METRICS_ALLOW=allowed).test_client()
 
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "10.20.30.40"}).status_code == 200
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 200
@@ -124,8 +124,8 @@ def test_metrics_allow_takes_networks(tmp_path):
     assert_problem(client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}), 404)
 
 
-def test_behind_a_proxy_the_forwarded_client_address_decides(tmp_path):
-    client = build_app(tmp_path / "app.sqlite", TRUSTED_PROXIES=1).test_client()
+def test_behind_a_proxy_the_forwarded_client_address_decides(make_app):
+    client = make_app(TRUSTED_PROXIES=1).test_client()
 
     # The proxy itself is on 127.0.0.1; what counts is the client it forwards for.
     outside = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.5"})

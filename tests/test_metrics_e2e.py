@@ -11,10 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import PASSWORD
 from tests.servers import get_text, register_and_login
+
+pytestmark = pytest.mark.e2e
 
 WAIT_SECONDS = 30
 WORKERS = 3
@@ -35,7 +37,7 @@ def unauthenticated_my_pets(samples):
 
 
 def workers_that_served(server, path):
-    log = server.stderr_path.with_suffix(".out").read_text()
+    log = server.access_log()
     return set(re.findall(rf'"GET {re.escape(path)} HTTP/1\.1" .* worker=<?(\d+)>?', log))
 
 

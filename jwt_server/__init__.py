@@ -7,7 +7,21 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import (
-    admin, audit, auth, config, db, docs, errors, headers, keys, meta, metrics, pets, security, users, validation,
+    admin,
+    audit,
+    auth,
+    config,
+    db,
+    docs,
+    errors,
+    headers,
+    keys,
+    meta,
+    metrics,
+    pets,
+    security,
+    users,
+    validation,
     wellknown,
 )
 

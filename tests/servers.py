@@ -164,6 +164,8 @@ def launch(directory, workers=4, database=None, wait=True, name="gunicorn", **se
         BCRYPT_ROUNDS="4",
         WEB_CONCURRENCY=str(workers),
         BIND=f"127.0.0.1:{port}",
+        # Its temporary files (the metrics directory) stay here, even when it is killed.
+        TMPDIR=str(directory),
     )
     environment.update(settings)
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:

@@ -7,9 +7,7 @@ Every wait is bounded.
 import os
 import re
 import signal
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -80,7 +78,7 @@ def test_e2e_metrics_add_up_every_worker(start_gunicorn):
 def test_e2e_gunicorn_removes_its_metrics_directory_when_it_stops(start_gunicorn):
     server = start_gunicorn(workers=2)
     master = server.process.pid
-    directories = list(Path(tempfile.gettempdir()).glob(f"jwt-server-metrics-{master}-*"))
+    directories = list(server.database.parent.glob(f"jwt-server-metrics-{master}-*"))  # TMPDIR
     assert len(directories) == 1
     assert any(directories[0].iterdir())  # the workers' files
 

@@ -67,7 +67,7 @@ def set_password(db, user_id, password, rounds, keep_session=None):
     password_hash = security.hash_password(password, rounds)
     with transaction(db):
         db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
-        return sessions.revoke(db, user_id=user_id, keep=keep_session)
+        return sessions.revoke(db, user_id=user_id, keep=keep_session, reason="password_changed")
 
 
 def rehash(db, user, password, rounds):
@@ -89,8 +89,13 @@ def record_login(db, user_id):
 
 
 def delete(db, user_id):
-    """Delete a user; pets, sessions and rotated tokens go too (ON DELETE CASCADE)."""
-    return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
+    """Delete a user; pets, sessions and rotated tokens go too (ON DELETE CASCADE).
+
+    Their live sockets hear ``account_deleted`` first, in the same transaction.
+    """
+    with transaction(db):
+        sessions.revoke(db, user_id=user_id, reason="account_deleted")
+        return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
 
 
 def administer(db, user_id, *, is_admin=None, disabled=None, delete_user=False):
@@ -120,7 +125,7 @@ def administer(db, user_id, *, is_admin=None, disabled=None, delete_user=False):
             (None if is_admin is None else int(is_admin), None if disabled is None else int(disabled), user_id),
         )
         if disabled:
-            sessions.revoke(db, user_id=user_id)
+            sessions.revoke(db, user_id=user_id, reason="account_disabled")
     return user
 
 

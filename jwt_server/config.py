@@ -118,6 +118,7 @@ SETTINGS = (
     Setting("TRUSTED_PROXIES", 0, integer(0, 10), "TRUSTED_PROXIES"),
     Setting("METRICS_ALLOW", "127.0.0.1,::1", networks, "METRICS_ALLOW"),
     Setting("KOA_COMPAT", False, boolean, "KOA_COMPAT"),
+    Setting("REALTIME_REPLAY_SECONDS", 300, integer(0, 7 * 24 * 3600), "REALTIME_REPLAY_SECONDS"),
     # Read by gunicorn.conf.py only.
     Setting("PORT", 8000, integer(1, 65535)),
     Setting("BIND", None, bind_address),

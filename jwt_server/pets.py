@@ -1,8 +1,9 @@
 """The pets blueprint: each user's own pets. Someone else's pet is a 404."""
 from flask import Blueprint, g, request, url_for
 
+from . import events
 from .auth import token_required
-from .db import MAX_ID, get_db
+from .db import MAX_ID, get_db, transaction
 from .errors import APIError, validation_error
 from .validation import check_pet_name, check_species, field_error, query_int, read_body
 
@@ -65,19 +66,22 @@ def own_pet(sql, pet_id):
 
 def update_pet(pet_id, fields):
     check_pet_id(pet_id)
-    pet = get_db().execute(
-        UPDATE_PET,
-        {
-            "set_name": "name" in fields,
-            "name": fields.get("name"),
-            "set_species": "species" in fields,
-            "species": fields.get("species"),
-            "id": pet_id,
-            "user_id": g.user["id"],
-        },
-    ).fetchone()
-    if pet is None:
-        raise pet_not_found()
+    db = get_db()
+    with transaction(db):
+        pet = db.execute(
+            UPDATE_PET,
+            {
+                "set_name": "name" in fields,
+                "name": fields.get("name"),
+                "set_species": "species" in fields,
+                "species": fields.get("species"),
+                "id": pet_id,
+                "user_id": g.user["id"],
+            },
+        ).fetchone()
+        if pet is None:
+            raise pet_not_found()
+        events.record(db, g.user["id"], "pet_updated", dict(pet))
     return dict(pet)
 
 
@@ -120,10 +124,13 @@ def list_pets():
 @token_required
 def create_pet():
     fields = pet_fields(read_body(), required=True)
-    pet = get_db().execute(
-        "INSERT INTO pets (user_id, name, species) VALUES (?, ?, ?) RETURNING id, name, species",
-        (g.user["id"], fields["name"], fields["species"]),
-    ).fetchone()
+    db = get_db()
+    with transaction(db):
+        pet = db.execute(
+            "INSERT INTO pets (user_id, name, species) VALUES (?, ?, ?) RETURNING id, name, species",
+            (g.user["id"], fields["name"], fields["species"]),
+        ).fetchone()
+        events.record(db, g.user["id"], "pet_created", dict(pet))
     return dict(pet), 201, {"Location": url_for(".get_pet", pet_id=pet["id"])}
 
 
@@ -148,5 +155,8 @@ def put_pet(pet_id):
 @bp.delete(f"/pets/{PET_ID}")
 @token_required
 def delete_pet(pet_id):
-    own_pet("DELETE FROM pets WHERE id = ? AND user_id = ? RETURNING id", pet_id)
+    db = get_db()
+    with transaction(db):
+        own_pet("DELETE FROM pets WHERE id = ? AND user_id = ? RETURNING id", pet_id)
+        events.record(db, g.user["id"], "pet_deleted", {"id": pet_id})
     return "", 204

@@ -8,7 +8,7 @@ import secrets
 import time
 from datetime import datetime, timezone
 
-from . import audit
+from . import audit, events
 from .db import transaction
 from .exceptions import InvalidRefreshToken, RefreshTokenReused
 
@@ -75,7 +75,7 @@ def rotate(db, refresh_token):
                 (presented,),
             ).fetchone()
             if reused is not None:
-                revoke(db, session_id=reused["session_id"])
+                revoke(db, session_id=reused["session_id"], reason="refresh_token_reused")
     if reused is not None:
         audit.event("refresh_token_reused", reused["user_id"], session_id=reused["session_id"])
         raise RefreshTokenReused()
@@ -84,25 +84,33 @@ def rotate(db, refresh_token):
     return session, new_token
 
 
-def revoke(db, *, session_id=None, user_id=None, keep=None):
+def revoke(db, *, session_id=None, user_id=None, keep=None, reason="session_revoked"):
     """Revoke one session, or every live session of a user but ``keep``; returns how many.
 
     The row stays a day longer, so that its rotated tokens are still
-    recognised as reused, then pruning removes it.
+    recognised as reused, then pruning removes it. Each ended session's
+    live sockets hear ``reason`` (events.session_ended), in the same
+    transaction.
     """
     if session_id is None and user_id is None:
         raise ValueError("revoke needs a session_id or a user_id")
     now = int(time.time())
-    return db.execute(
-        """
-        UPDATE sessions SET revoked_at = :now, expires_at = MIN(expires_at, :now + :kept)
-        WHERE revoked_at IS NULL AND expires_at > :now
-          AND (:session_id IS NULL OR id = :session_id)
-          AND (:user_id IS NULL OR user_id = :user_id)
-          AND (:keep IS NULL OR id != :keep)
-        """,
-        {"now": now, "kept": REVOKED_KEPT_SECONDS, "session_id": session_id, "user_id": user_id, "keep": keep},
-    ).rowcount
+    with transaction(db):
+        ended = db.execute(
+            """
+            UPDATE sessions SET revoked_at = :now,
+                expires_at = CASE WHEN expires_at < :now + :kept THEN expires_at ELSE :now + :kept END
+            WHERE revoked_at IS NULL AND expires_at > :now
+              AND (:session_id IS NULL OR id = :session_id)
+              AND (:user_id IS NULL OR user_id = :user_id)
+              AND (:keep IS NULL OR id != :keep)
+            RETURNING id, user_id
+            """,
+            {"now": now, "kept": REVOKED_KEPT_SECONDS, "session_id": session_id, "user_id": user_id, "keep": keep},
+        ).fetchall()
+        for session in ended:
+            events.session_ended(db, session["user_id"], session["id"], reason)
+    return len(ended)
 
 
 def prune(db):

@@ -4,11 +4,18 @@ The environment is validated here, in the master, before any worker starts:
 a bad value stops gunicorn with one line naming the variable instead of a
 crowd of workers failing one after another.
 """
-import atexit
-import multiprocessing
-import os
-import shutil
-import tempfile
+# The gevent worker (worker_class below) patches the standard library when it
+# starts; what this file imports must be patched from the start too, or the
+# workers warn that ssl was imported before patching (gunicorn's advice).
+from gevent import monkey
+
+monkey.patch_all()
+
+import atexit  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 
 
 def _remove_metrics_directory(path, master_pid):

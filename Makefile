@@ -2,22 +2,30 @@
 # make bench: performance figures, side by side (needs wrk; bench/run.py);
 # make bench-stack: also other gunicorn worker models and PyPy;
 # make bench-smoke: the same steps for ~2 s each, to check the bench itself (CI).
-# All create .venv and install what they need first.
+# All create .venv and install what they need first: make run the service
+# alone, make test (and make install, for development) the test tools too.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
 .PHONY: install system-packages run test bench bench-stack bench-smoke clean
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
+# The service's own dependencies: what make run needs, a few seconds' install.
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# The test extras (Playwright, schemathesis, cryptography: hundreds of MB),
+# added to the same .venv; make run never waits for them.
+$(TEST_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 # Debian programs the tests and the bench run for real: nginx and openssl
 # (test_nginx_e2e.py), systemd-analyze (the unit check), Chromium, driven by
@@ -39,12 +47,12 @@ system-packages:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-run: install
+run: $(STAMP)
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 # Lint first (rules in pyproject.toml), then every test; -m "not e2e" in
 # PYTEST_ARGS leaves out those that start gunicorn, nginx or Chromium.
-test: install system-packages
+test: $(TEST_STAMP) system-packages
 	$(VENV)/bin/ruff check jwt_server tests bench
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 

@@ -11,8 +11,27 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import atexit  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+
+def _remove_metrics_directory(path, master_pid):
+    # Workers inherit this exit handler; only the master's exit removes the files.
+    if os.getpid() == master_pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# GET /metrics adds up the counts of every worker (prometheus-client's
+# multiprocess mode): each worker keeps its own in files in this directory,
+# made afresh for this gunicorn, kept across graceful reloads and removed
+# when it exits. It must be set before anything imports prometheus-client,
+# so before jwt_server.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"jwt-server-metrics-{os.getpid()}-")
+    atexit.register(_remove_metrics_directory, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
 
 from jwt_server.config import load_config, read, read_or_create_secret  # noqa: E402
 from jwt_server.db import prepare_before_fork  # noqa: E402
@@ -82,3 +101,10 @@ access_log_format = (
     '%(h)s - %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms '
     "request_id=%({x-request-id}o)s worker=%(p)s"
 )
+
+
+def child_exit(server, worker):
+    """A worker that ended keeps its counts in the totals, and drops out of any live gauge."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -16,10 +16,12 @@ from . import (
     config,
     copying,
     db,
+    docs,
     errors,
     headers,
     keys,
     meta,
+    metrics,
     pets,
     realtime,
     security,
@@ -48,12 +50,14 @@ def create_app(overrides=None):
     # Before any route exists: rules take these when they are added.
     app.url_map.converters["int"] = validation.AsciiIntegerConverter
     app.url_map.merge_slashes = False  # /pets//1 is a 404, not a redirect that echoes Host
+    metrics.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
     app.register_blueprint(copying.bp)
+    app.register_blueprint(docs.bp)
     app.register_blueprint(wellknown.bp)
     db.one_line_cli_errors(app)
     init_cors(app)

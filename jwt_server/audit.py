@@ -1,4 +1,4 @@
-"""Security events, one JSON line each on stderr.
+"""Security events, one JSON line each on stderr (and a count in /metrics).
 
 Each line names the event, the request id, the user id and the client IP,
 and never a password, a token or a hash: callers pass ids, not secrets.
@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from flask import has_request_context, request
 
+from . import metrics
 from .headers import request_id
 
 logger = logging.getLogger("jwt_server.audit")
@@ -34,6 +35,7 @@ def event(name, user_id=None, **details):
         **details,
     }
     logger.info(json.dumps(line))
+    metrics.count_event(name)
 
 
 def init_app(app):

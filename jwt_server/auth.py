@@ -10,7 +10,7 @@ from . import accounts, audit, keys, security, sessions, throttle
 from .db import get_db
 from .errors import APIError, challenge, validation_error
 from .exceptions import InvalidRefreshToken
-from .validation import is_text, read_body, required_text
+from .validation import FORM, is_text, read_body, required_text
 
 bp = Blueprint("auth", __name__)
 
@@ -166,7 +166,15 @@ def login():
     )
     accounts.record_login(db, user["id"])
     audit.event("login_succeeded", user["id"], session_id=session_id)
+    if current_app.config["KOA_COMPAT"] and request.mimetype == FORM:
+        return koa_token_response(user, session_id)
     return token_response(user, session_id, refresh_token, expires_at)
+
+
+def koa_token_response(user, session_id):
+    """The original Koa server's answer to a form login: the access token alone, as text."""
+    access_token = security.issue_access_token(user, session_id, current_app.config, keys.current())
+    return current_app.response_class(access_token, mimetype="text/plain")
 
 
 def presented_refresh_token():
@@ -180,7 +188,9 @@ def presented_refresh_token():
     if token is None and current_app.config["AUTH_COOKIE"]:
         token = request.cookies.get(REFRESH_COOKIE)
         if token is not None and not same_site_script():
-            raise APIError(403, "csrf_failed", "A cookie refresh needs X-Requested-With and an allowed Origin.")
+            raise APIError(
+                403, "csrf_failed", "A cookie refresh needs X-Requested-With, and an allowed Origin when it sends one."
+            )
     if not isinstance(token, str) or not token or not is_text(token):
         raise InvalidRefreshToken()
     return token

@@ -3,6 +3,7 @@
 A bad value stops the process with one line that names the variable, instead
 of a traceback at the first request that happens to need it.
 """
+import ipaddress
 import os
 import re
 import secrets
@@ -65,8 +66,21 @@ def integer(low, high):
 
 def boolean(name, raw):
     if raw.lower() not in _TRUE | _FALSE:
-        raise ConfigError(f"{name} must be true or false, not {raw!r}.")
+        raise ConfigError(f"{name} must be true or false (or 1/0, yes/no, on/off), not {raw!r}.")
     return raw.lower() in _TRUE
+
+
+def networks(name, raw):
+    """Comma-separated addresses or networks (``127.0.0.1,::1,10.0.0.0/8``)."""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    try:
+        if items:
+            return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"{name} must be comma-separated addresses or networks such as 127.0.0.1,10.0.0.0/8, not {raw!r}."
+    )
 
 
 def text(name, raw):
@@ -105,6 +119,8 @@ SETTINGS = (
     Setting("LOGIN_LOCKOUT", 60, integer(1, 86400), "LOGIN_LOCKOUT"),
     Setting("TRUSTED_PROXIES", 0, integer(0, 10), "TRUSTED_PROXIES"),
     Setting("DATABASE_POOL_SIZE", WORKER_THREADS, integer(1, 100), "DATABASE_POOL_SIZE"),
+    Setting("METRICS_ALLOW", "127.0.0.1,::1", networks, "METRICS_ALLOW"),
+    Setting("KOA_COMPAT", False, boolean, "KOA_COMPAT"),
     Setting("REALTIME_REPLAY_SECONDS", 300, integer(0, 7 * 24 * 3600), "REALTIME_REPLAY_SECONDS"),
     # Read by gunicorn.conf.py only.
     Setting("PORT", 8000, integer(1, 65535)),
@@ -114,7 +130,7 @@ SETTINGS = (
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 # What a test or the bench clears to start a server from a known state.
-ENVIRONMENT_VARIABLES = frozenset(SETTINGS_BY_NAME) | {"GUNICORN_CMD_ARGS"}
+ENVIRONMENT_VARIABLES = frozenset(SETTINGS_BY_NAME) | {"GUNICORN_CMD_ARGS", "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def read(environ, name):
@@ -134,9 +150,12 @@ def load_config(environ):
     """Return the app's settings from ``environ``, or raise ConfigError.
 
     ``JWT_SECRET`` is None when unset: the factory then reads or creates
-    ``db/jwt-secret`` (see read_or_create_secret).
+    ``db/jwt-secret`` (see read_or_create_secret). The variables only
+    gunicorn reads (BIND, ...) are checked too, so that gunicorn.conf.py
+    stops on any bad value before it creates the database.
     """
-    settings = {setting.key: read(environ, setting.name) for setting in SETTINGS if setting.key}
+    values = {setting: read(environ, setting.name) for setting in SETTINGS}
+    settings = {setting.key: value for setting, value in values.items() if setting.key}
     if is_postgres_url(settings["DATABASE"]) and not settings["JWT_SECRET"]:
         raise ConfigError(
             "JWT_SECRET must be set with a PostgreSQL DATABASE_URL: every host must sign with the same secret."

@@ -102,8 +102,9 @@ def problem(status, code, detail, *, errors=None, headers=None):
     }
     if errors is not None:
         document["errors"] = errors
+    # A newline at the end, as Flask ends its JSON: a second curl then prints on a line of its own.
     response = current_app.response_class(
-        json.dumps(document), status=status, mimetype="application/problem+json"
+        json.dumps(document) + "\n", status=status, mimetype="application/problem+json"
     )
     response.headers.extend(headers or {})
     return response

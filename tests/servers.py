@@ -53,6 +53,15 @@ def call(base_url, method, path, body=None, token=None):
         return Response(error.code, error.headers, json.loads(error.read() or b"null"))
 
 
+def get_text(base_url, path):
+    """``GET path`` for a body that is not JSON: ``(status, headers, text)``."""
+    try:
+        with _opener.open(base_url + path, timeout=REQUEST_TIMEOUT) as answer:
+            return answer.status, answer.headers, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
+
+
 # Raw requests, for what no HTTP client would send.
 REQUEST_ID = "attack-1"
 
@@ -155,6 +164,8 @@ def launch(directory, workers=4, database=None, wait=True, name="gunicorn", **se
         BCRYPT_ROUNDS="4",
         WEB_CONCURRENCY=str(workers),
         BIND=f"127.0.0.1:{port}",
+        # Its temporary files (the metrics directory) stay here, even when it is killed.
+        TMPDIR=str(directory),
     )
     environment.update(settings)
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:

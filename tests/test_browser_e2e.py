@@ -8,6 +8,7 @@ the page's origin. Every wait is bounded.
 """
 import functools
 import http.server
+import json
 import re
 import threading
 import time
@@ -267,11 +268,38 @@ def test_browser_spa_on_an_origin_the_api_does_not_allow_reads_nothing(page, tmp
         open_spa(page, spa_origin, api)
         fill_login(page, "travis", PASSWORD)
         page.get_by_role("button", name="Create account").click()
-        expect(page.get_by_role("alert")).to_have_text(f"The API at {api.base_url} cannot be reached.")
+        expect(page.get_by_role("alert")).to_have_text(
+            f"The API at {api.base_url} cannot be reached: "
+            f"check that it is running and that its CORS_ORIGINS lists {spa_origin}."
+        )
         expect(page.get_by_text("Signed in as")).to_be_hidden()
         # Read once the refused preflight is in it, not while the log may still be empty.
         log = logged(api, '"OPTIONS /users HTTP/1.1"')
         assert '"OPTIONS /users HTTP/1.1"' in log
         assert '"POST /users' not in log
+    finally:
+        api.stop()
+
+
+def test_browser_docs_page_shows_every_operation_loading_nothing_from_elsewhere(page, tmp_path):
+    document = json.loads((PROJECT_ROOT / "jwt_server" / "openapi.json").read_text())
+    operations = sorted(
+        (method.upper(), path) for path, item in document["paths"].items() for method in item if method != "parameters"
+    )
+    api = launch(tmp_path, workers=1)
+    try:
+        requested = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{api.base_url}/docs")
+        summaries = page.locator(".opblock-summary")
+        expect(summaries).to_have_count(len(operations))
+        shown = sorted(
+            (summary.locator(".opblock-summary-method").inner_text(),
+             summary.locator(".opblock-summary-path").get_attribute("data-path"))
+            for summary in summaries.all()
+        )
+        assert shown == operations
+        assert f"{api.base_url}/openapi.json" in requested
+        assert [url for url in requested if not url.startswith(f"{api.base_url}/")] == []
     finally:
         api.stop()

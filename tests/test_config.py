@@ -1,5 +1,6 @@
 """Configuration: the environment is read and checked once, at start-up."""
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -32,6 +33,8 @@ def test_defaults_when_nothing_is_set():
     assert settings["LOGIN_MAX_FAILURES"] == 5
     assert settings["LOGIN_LOCKOUT"] == 60
     assert settings["TRUSTED_PROXIES"] == 0
+    assert [str(network) for network in settings["METRICS_ALLOW"]] == ["127.0.0.1/32", "::1/128"]
+    assert settings["KOA_COMPAT"] is False
     assert settings["JWT_ALGORITHM"] == "HS256"
     assert settings["JWT_AUDIENCE"] == ()
     assert settings["JWT_SECRET_PREVIOUS"] is None
@@ -157,6 +160,15 @@ def test_allow_registration_must_be_true_or_false():
     assert "ALLOW_REGISTRATION" in config_error({"ALLOW_REGISTRATION": "maybe"})
 
 
+def test_boolean_message_names_exactly_the_words_accepted():
+    message = config_error({"KOA_COMPAT": "maybe"})
+    named = set(re.findall(r"\b(true|false|1|0|yes|no|on|off)\b", message.split(", not ")[0]))
+    assert named == {"true", "false", "1", "0", "yes", "no", "on", "off"}
+    for word in named:
+        for spelling in (word, word.upper()):
+            assert load_config({"KOA_COMPAT": spelling})["KOA_COMPAT"] is (word in {"true", "1", "yes", "on"})
+
+
 @pytest.mark.parametrize(
     "name, value",
     [
@@ -166,6 +178,10 @@ def test_allow_registration_must_be_true_or_false():
         ("CORS_ORIGINS", "https://a.example.com/path"),
         ("CORS_ORIGINS", "https://a.example.com,*"),
         ("AUTH_COOKIE", "sometimes"),
+        ("METRICS_ALLOW", "localhost"),
+        ("METRICS_ALLOW", "10.0.0.0/33"),
+        ("METRICS_ALLOW", " , "),
+        ("KOA_COMPAT", "enabled"),
     ],
 )
 def test_other_bad_values_name_their_variable(name, value):

@@ -320,6 +320,15 @@ def test_an_invalid_client_request_id_is_replaced(client, request_id):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_every_json_body_ends_with_a_newline(app, client):
+    """So that a second curl in a row prints on a line of its own."""
+    responses = some_responses(app, client)({})
+    json_bodies = {kind: r.get_data() for kind, r in responses.items() if r.mimetype.endswith("json")}
+
+    assert {"200 health", "201 register", "404 unknown", "500 crash"} <= set(json_bodies)
+    for kind, body in json_bodies.items():
+        assert body.endswith(b"}\n") or body.endswith(b"]\n"), (kind, body[-20:])
+
 
 @pytest.mark.parametrize(
     "exception",

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from jwt_server.db import migrate
-from tests.helpers import PASSWORD, PROJECT_ROOT, clean_environment
+from tests.helpers import PASSWORD, PROJECT_ROOT, SECRET, clean_environment
 from tests.servers import GUNICORN, START_TIMEOUT, free_port, register_and_login
 
 pytestmark = pytest.mark.e2e
@@ -141,17 +141,22 @@ def test_e2e_acknowledged_pets_survive_sigkill(start_gunicorn):
     assert stored_pets(server.database) == acknowledged
 
 
-def test_e2e_bad_configuration_stops_gunicorn_with_one_line(tmp_path):
-    database = tmp_path / "e2e.sqlite"
+@pytest.mark.parametrize("name, value", [("JWT_SECRET", "short"), ("BIND", "garbage"), ("METRICS_ALLOW", "everyone")])
+def test_e2e_bad_configuration_stops_gunicorn_with_one_line(tmp_path, name, value):
+    database, temporary = tmp_path / "e2e.sqlite", tmp_path / "tmp"
+    temporary.mkdir()
+    settings = {
+        "TMPDIR": str(temporary),
+        "DATABASE_URL": f"sqlite:///{database}",
+        "JWT_SECRET": SECRET,
+        "WEB_CONCURRENCY": "2",
+        "BIND": f"127.0.0.1:{free_port()}",
+        name: value,
+    }
     result = subprocess.run(
         [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
         cwd=PROJECT_ROOT,
-        env=clean_environment(
-            DATABASE_URL=f"sqlite:///{database}",
-            JWT_SECRET="short",
-            WEB_CONCURRENCY="2",
-            BIND=f"127.0.0.1:{free_port()}",
-        ),
+        env=clean_environment(**settings),
         capture_output=True,
         text=True,
         timeout=START_TIMEOUT,
@@ -159,6 +164,7 @@ def test_e2e_bad_configuration_stops_gunicorn_with_one_line(tmp_path):
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
-    assert "JWT_SECRET" in lines[0]
+    assert name in lines[0]
+    assert list(temporary.iterdir()) == []  # no metrics directory left behind
     assert "Traceback" not in result.stderr
     assert not database.exists()

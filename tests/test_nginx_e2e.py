@@ -27,7 +27,7 @@ import pytest
 from werkzeug.http import HTTP_STATUS_CODES
 
 from tests.helpers import PASSWORD, PROJECT_ROOT, bearer
-from tests.servers import Response, exchange, free_port, head, launch, register_and_login, send
+from tests.servers import Response, exchange, free_port, get_text, head, launch, register_and_login, send
 
 pytestmark = pytest.mark.e2e
 
@@ -71,6 +71,7 @@ def site_config(directory, upstream_port, https_port, http_port, certificate, ke
         ("/etc/letsencrypt/live/api.example.com/fullchain.pem", str(certificate)),
         ("/etc/letsencrypt/live/api.example.com/privkey.pem", str(key)),
         ("/var/log/nginx/jwt-server.access.log", str(directory / "access.log")),
+        ("root /var/www/html;", f"root {directory / 'webroot'};"),
         *extra,
     ]
     for old, new in replacements:
@@ -198,8 +199,12 @@ def wait_for_port(nginx):
 
 @pytest.fixture
 def gunicorn(tmp_path):
-    """The real gunicorn as deployed behind one proxy: TRUSTED_PROXIES=1, CORS_ORIGINS=the app."""
-    server = launch(tmp_path, workers=2, TRUSTED_PROXIES="1", CORS_ORIGINS=ORIGIN)
+    """The real gunicorn as deployed behind one proxy: TRUSTED_PROXIES=1, CORS_ORIGINS=the app.
+
+    METRICS_ALLOW lets every test client's address in, so that only nginx
+    stands between them and /metrics.
+    """
+    server = launch(tmp_path, workers=2, TRUSTED_PROXIES="1", CORS_ORIGINS=ORIGIN, METRICS_ALLOW="127.0.0.0/8")
     yield server
     server.stop()
 
@@ -298,6 +303,35 @@ def test_e2e_plain_http_is_redirected_to_https_keeping_the_method(proxied):
     answer = proxied.request("POST", "/auth", {"username": "travis"}, tls=False)
     assert answer.status == 308
     assert answer.headers["Location"] == f"https://{HOST}/auth"
+
+
+def test_e2e_acme_challenge_files_are_served_over_plain_http(proxied):
+    challenges = proxied.directory / "webroot" / ".well-known" / "acme-challenge"
+    challenges.mkdir(parents=True)
+    (challenges / "token-Ab_9").write_text("token-Ab_9.key-authorization")
+
+    served = proxied.request("GET", "/.well-known/acme-challenge/token-Ab_9", tls=False)
+    assert served.status == 200
+    assert served.body == b"token-Ab_9.key-authorization"
+    assert proxied.request("GET", "/.well-known/acme-challenge/missing", tls=False).status == 404
+    # Nothing else is: not the rest of .well-known, not the webroot, not the API.
+    for path in ("/.well-known/security.txt", "/index.nginx-debian.html", "/health"):
+        answer = proxied.request("GET", path, tls=False)
+        assert answer.status == 308, path
+        assert answer.headers["Location"] == f"https://{HOST}{path}"
+
+
+def test_e2e_nginx_does_not_expose_metrics(proxied, gunicorn):
+    # gunicorn itself would answer these clients (METRICS_ALLOW covers them) ...
+    status, _, text = get_text(gunicorn.base_url, "/metrics")
+    assert status == 200 and "jwt_server_requests_total" in text
+    # ... but not through nginx, however the path is spelled.
+    for path in ("/metrics", "/metrics?format=text", "//metrics", "/%6Detrics", "/./metrics"):
+        answer = proxied.request("GET", path, headers={"Origin": ORIGIN})
+        assert_nginx_problem(answer, 404)
+        assert answer.body["code"] == "not_found", path
+    # nginx speaks HTTP/1.0 to gunicorn: none of those requests reached it.
+    assert [line for line in gunicorn.access_log().splitlines() if "etrics HTTP/1.0" in line] == []
 
 
 def test_e2e_nginx_and_gunicorn_log_one_request_id(proxied, gunicorn):

@@ -176,7 +176,7 @@ async function run(action) {
       const fields = (error.document.errors || []).map((field) => field.message);
       say(fields.length > 1 ? fields.join(" ") : error.message);
     } else {
-      say(`The API at ${API} cannot be reached.`);
+      say(`The API at ${API} cannot be reached: check that it is running and that its CORS_ORIGINS lists ${location.origin}.`);
     }
   }
 }

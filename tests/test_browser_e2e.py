@@ -9,6 +9,7 @@ the page's origin. Every wait is bounded.
 import functools
 import http.server
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,8 +17,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import PASSWORD
-from tests.servers import PROJECT_ROOT, launch
+from tests.conftest import PASSWORD, SECRET
+from tests.npm import npm_ci
+from tests.servers import GUNICORN, MANY_SOCKETS, PROJECT_ROOT, launch, server_environment
 
 SPA = PROJECT_ROOT / "examples" / "spa"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,6 +44,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def spa_origin():
     """examples/spa/ served as static files, the way any web server would."""
+    npm_ci(SPA)  # socket.io-client's browser bundle, which index.html loads from node_modules
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=SPA))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -54,7 +57,7 @@ def spa_origin():
 @pytest.fixture
 def api(tmp_path, spa_origin):
     """The real gunicorn, allowing the page's origin and no other."""
-    server = launch(tmp_path, workers=2, CORS_ORIGINS=spa_origin)
+    server = launch(tmp_path, workers=2, CORS_ORIGINS=spa_origin, **MANY_SOCKETS)
     yield server
     server.stop()
 
@@ -217,12 +220,15 @@ def test_browser_spa_logs_in_adds_a_pet_reloads_and_logs_out(page, api, spa_orig
 
 
 def test_browser_spa_renews_an_expired_access_token_silently(page, tmp_path, spa_origin):
-    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL))
+    # Without live updates (their script does not load), only a 401 tells the page its token expired.
+    page.route("**/socket.io.min.js", lambda route: route.abort())
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL), **MANY_SOCKETS)
     try:
         open_spa(page, spa_origin, api)
         fill_login(page, "travis", PASSWORD)
         page.get_by_role("button", name="Create account").click()
         expect(page.get_by_text("Signed in as travis")).to_be_visible()
+        expect(page.get_by_role("status")).to_have_text(re.compile(r"^Live updates are off"))
         refresh_token = page.evaluate("sessionStorage.getItem('renewal')")
 
         page.wait_for_timeout((SHORT_ACCESS_TOKEN_TTL + 1) * 1000)  # the access token has expired
@@ -238,7 +244,7 @@ def test_browser_spa_renews_an_expired_access_token_silently(page, tmp_path, spa
 
 
 def test_browser_spa_in_cookie_mode_keeps_the_refresh_token_from_scripts(context, page, tmp_path, spa_origin):
-    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, AUTH_COOKIE="true", COOKIE_SECURE="false")
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, AUTH_COOKIE="true", COOKIE_SECURE="false", **MANY_SOCKETS)
     try:
         open_spa(page, spa_origin, api, cookie=True)
         fill_login(page, "travis", PASSWORD)
@@ -276,5 +282,100 @@ def test_browser_spa_on_an_origin_the_api_does_not_allow_reads_nothing(page, tmp
         log = logged(api, '"OPTIONS /users HTTP/1.1"')
         assert '"OPTIONS /users HTTP/1.1"' in log
         assert '"POST /users' not in log
+    finally:
+        api.stop()
+
+
+# Live updates: Socket.IO from the page's origin, which CORS_ORIGINS allows.
+
+FLASK = GUNICORN.with_name("flask")
+
+
+def expect_live(page):
+    expect(page.get_by_role("status")).to_have_text("Live updates are on.")
+
+
+def sign_in(page, spa_origin, api, button, cookie=False):
+    open_spa(page, spa_origin, api, cookie)
+    fill_login(page, "travis", PASSWORD)
+    page.get_by_role("button", name=button).click()
+    expect(page.get_by_text("Signed in as travis")).to_be_visible()
+    expect_live(page)
+
+
+def revoke_sessions_as_administrator(api, username):
+    """What an administrator runs on the server's host: ``flask --app wsgi revoke-sessions``."""
+    environment = server_environment(DATABASE_URL=f"sqlite:///{api.database}", JWT_SECRET=SECRET)
+    revoked = subprocess.run(
+        [str(FLASK), "--app", "wsgi", "revoke-sessions", username],
+        cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=30,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+
+
+@pytest.mark.parametrize("cookie", [False, True], ids=["body", "cookie"])
+def test_browser_two_tabs_update_each_other_live_until_an_administrator_ends_the_sessions(
+    context, tmp_path, spa_origin, cookie
+):
+    api = launch(tmp_path, workers=2, CORS_ORIGINS=spa_origin, AUTH_COOKIE=str(cookie).lower(),
+                 COOKIE_SECURE="false", **MANY_SOCKETS)
+    try:
+        console = []
+        first, second, third = context.new_page(), context.new_page(), context.new_page()
+        for page in (first, second, third):
+            page.on("console", lambda message: console.append(message.text))
+        sign_in(first, spa_origin, api, "Create account", cookie)
+        sign_in(second, spa_origin, api, "Log in", cookie)
+        sign_in(third, spa_origin, api, "Log in", cookie)
+
+        add_pet(first, "Bunny", "dog")
+        expect(pet_items(second)).to_have_text([re.compile(r"^Bunny \(dog\)")])
+        add_pet(second, "Rex")
+        expect(pet_items(first)).to_have_text([re.compile(r"^Bunny \(dog\)"), re.compile(r"^Rex")])
+        # Renamed by another client of the API, deleted in the other tab: no reload anywhere.
+        token = first.evaluate("accessToken")
+        [rex] = [pet for pet in api.call("GET", "/my-pets", token=token).body if pet["name"] == "Rex"]
+        assert api.call("PATCH", f"/pets/{rex['id']}", {"name": "Rexy"}, token=token).status == 200
+        second.get_by_role("button", name="Delete Bunny").click()
+        for page in (first, second, third):
+            expect(pet_items(page)).to_have_text([re.compile(r"^Rexy")])
+
+        # Each tab has a session of its own: a logout ends that one only.
+        first.get_by_role("button", name="Log out").click()
+        expect(first.get_by_role("alert")).to_have_text("You have logged out.")
+        second.get_by_role("button", name="Delete Rexy").click()
+        expect(third.get_by_text("No pets yet.")).to_be_visible()
+        expect_live(third)
+
+        revoke_sessions_as_administrator(api, "travis")
+        for page in (second, third):
+            expect(page.get_by_role("alert")).to_have_text("Your session has ended (session revoked); please log in again.")
+            expect(page.get_by_role("button", name="Log in")).to_be_visible()
+            expect(page.get_by_role("list", name="Pets")).to_be_hidden()
+        expect(first.get_by_role("alert")).to_have_text("You have logged out.")
+        assert not [text for text in console if "CORS" in text or "Access-Control" in text], console
+    finally:
+        api.stop()
+
+
+def test_browser_live_updates_outlive_the_access_token(page, tmp_path, spa_origin):
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL), **MANY_SOCKETS)
+    try:
+        sign_in(page, spa_origin, api, "Create account")
+        refresh_token = page.evaluate("sessionStorage.getItem('renewal')")
+
+        page.wait_for_timeout((SHORT_ACCESS_TOKEN_TTL + 1) * 1000)  # the first access token has expired
+        expect_live(page)
+        token = page.evaluate("accessToken")
+        created = api.call("POST", "/pets", {"name": "Bunny"}, token=token)
+        assert created.status == 201, created.body
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny")])
+
+        # The socket's token_expired made the page refresh on time: no request was refused.
+        assert page.evaluate("sessionStorage.getItem('renewal')") not in (None, refresh_token)
+        log = logged(api, '"POST /auth/refresh HTTP/1.1" 200')
+        assert '"POST /auth/refresh HTTP/1.1" 200' in log
+        assert " 401 " not in log, log
+        expect(page.get_by_role("alert")).to_be_hidden()
     finally:
         api.stop()

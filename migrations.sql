@@ -113,13 +113,16 @@ ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled
 ALTER TABLE users ADD COLUMN last_login_at TEXT;
 
 -- step 7: the realtime outbox. A change to a user's pets writes its event in
--- the same transaction, numbered by a per-user counter (users.last_event_id),
+-- the same transaction, numbered by a per-user counter (event_counters),
 -- so that a change that rolled back is never announced, one that committed
 -- always is, and a client sees any gap. Rows about ended sessions carry no
 -- event_id: they tell every worker which live sockets to close. Rows are kept
 -- REALTIME_REPLAY_SECONDS for reconnecting clients, then pruned. No foreign
 -- key: the event that a deleted account's sockets must hear outlives the user.
-ALTER TABLE users ADD COLUMN last_event_id INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE event_counters (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    last_event_id INTEGER NOT NULL
+);
 CREATE TABLE realtime_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id INTEGER NOT NULL,

@@ -15,15 +15,18 @@ PRUNE_BATCH = 500
 def record(db, user_id, name, data):
     """Append event ``name`` for ``user_id`` (call inside the change's transaction)."""
     event_id = db.execute(
-        "UPDATE users SET last_event_id = last_event_id + 1 WHERE id = ? RETURNING last_event_id", (user_id,)
-    ).fetchone()
-    if event_id is None:
-        return None  # the user is gone; so is whoever would hear it
+        """
+        INSERT INTO event_counters (user_id, last_event_id) VALUES (?, 1)
+        ON CONFLICT (user_id) DO UPDATE SET last_event_id = event_counters.last_event_id + 1
+        RETURNING last_event_id
+        """,
+        (user_id,),
+    ).fetchone()[0]
     db.execute(
         "INSERT INTO realtime_events (user_id, event_id, name, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        (user_id, event_id[0], name, json.dumps(data), int(time.time())),
+        (user_id, event_id, name, json.dumps(data), int(time.time())),
     )
-    return event_id[0]
+    return event_id
 
 
 def session_ended(db, user_id, session_id, code):
@@ -48,7 +51,7 @@ def last_id(db):
 
 def newest(db, user_id):
     """The user's last event_id (0 before any)."""
-    row = db.execute("SELECT last_event_id FROM users WHERE id = ?", (user_id,)).fetchone()
+    row = db.execute("SELECT last_event_id FROM event_counters WHERE user_id = ?", (user_id,)).fetchone()
     return row[0] if row else 0
 
 

@@ -29,9 +29,6 @@ CONFIG_VARIABLES = {
     "AUTH_COOKIE", "COOKIE_SECURE", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT",
     "TRUSTED_PROXIES", "PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS",
 }
-# gthread holds a thread per open socket: room for the realtime tests' sockets
-# beside their HTTP calls (a worker class without threads ignores it).
-MANY_SOCKETS = {"GUNICORN_CMD_ARGS": "--threads 50"}
 START_TIMEOUT = 30
 STOP_TIMEOUT = 15
 REQUEST_TIMEOUT = 30

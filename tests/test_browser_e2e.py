@@ -19,7 +19,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import PASSWORD, SECRET
 from tests.npm import npm_ci
-from tests.servers import GUNICORN, MANY_SOCKETS, PROJECT_ROOT, launch, server_environment
+from tests.servers import GUNICORN, PROJECT_ROOT, launch, server_environment
 
 SPA = PROJECT_ROOT / "examples" / "spa"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,7 +57,7 @@ def spa_origin():
 @pytest.fixture
 def api(tmp_path, spa_origin):
     """The real gunicorn, allowing the page's origin and no other."""
-    server = launch(tmp_path, workers=2, CORS_ORIGINS=spa_origin, **MANY_SOCKETS)
+    server = launch(tmp_path, workers=2, CORS_ORIGINS=spa_origin)
     yield server
     server.stop()
 
@@ -222,7 +222,7 @@ def test_browser_spa_logs_in_adds_a_pet_reloads_and_logs_out(page, api, spa_orig
 def test_browser_spa_renews_an_expired_access_token_silently(page, tmp_path, spa_origin):
     # Without live updates (their script does not load), only a 401 tells the page its token expired.
     page.route("**/socket.io.min.js", lambda route: route.abort())
-    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL), **MANY_SOCKETS)
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL))
     try:
         open_spa(page, spa_origin, api)
         fill_login(page, "travis", PASSWORD)
@@ -244,7 +244,7 @@ def test_browser_spa_renews_an_expired_access_token_silently(page, tmp_path, spa
 
 
 def test_browser_spa_in_cookie_mode_keeps_the_refresh_token_from_scripts(context, page, tmp_path, spa_origin):
-    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, AUTH_COOKIE="true", COOKIE_SECURE="false", **MANY_SOCKETS)
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, AUTH_COOKIE="true", COOKIE_SECURE="false")
     try:
         open_spa(page, spa_origin, api, cookie=True)
         fill_login(page, "travis", PASSWORD)
@@ -317,8 +317,7 @@ def revoke_sessions_as_administrator(api, username):
 def test_browser_two_tabs_update_each_other_live_until_an_administrator_ends_the_sessions(
     context, tmp_path, spa_origin, cookie
 ):
-    api = launch(tmp_path, workers=2, CORS_ORIGINS=spa_origin, AUTH_COOKIE=str(cookie).lower(),
-                 COOKIE_SECURE="false", **MANY_SOCKETS)
+    api = launch(tmp_path, workers=2, CORS_ORIGINS=spa_origin, AUTH_COOKIE=str(cookie).lower(), COOKIE_SECURE="false")
     try:
         console = []
         first, second, third = context.new_page(), context.new_page(), context.new_page()
@@ -359,7 +358,7 @@ def test_browser_two_tabs_update_each_other_live_until_an_administrator_ends_the
 
 
 def test_browser_live_updates_outlive_the_access_token(page, tmp_path, spa_origin):
-    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL), **MANY_SOCKETS)
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL))
     try:
         sign_in(page, spa_origin, api, "Create account")
         refresh_token = page.evaluate("sessionStorage.getItem('renewal')")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.npm import npm_ci
-from tests.servers import MANY_SOCKETS, PROJECT_ROOT, launch, register_and_login
+from tests.servers import PROJECT_ROOT, launch, register_and_login
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ class NodeClient:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     npm_ci(NODE_CLIENT)
-    running = launch(tmp_path_factory.mktemp("realtime-node"), workers=2, **MANY_SOCKETS)
+    running = launch(tmp_path_factory.mktemp("realtime-node"), workers=2)
     yield running
     running.stop()
 
@@ -193,7 +193,7 @@ def worker_pids(server):
 
 def test_after_a_dropped_connection_it_reconnects_and_first_gets_what_it_missed(start_gunicorn, node_client):
     npm_ci(NODE_CLIENT)
-    server = start_gunicorn(workers=1, **MANY_SOCKETS)
+    server = start_gunicorn(workers=1)
     _, token = register_and_login(server, "travis")
     client = node_client(server, token, "payload")
     client.expect("connect")

@@ -97,6 +97,11 @@ class Server:
             time.sleep(0.1)
         pytest.fail(f"gunicorn did not answer GET /health within {START_TIMEOUT} s:\n{self.stderr()}")
 
+    def worker_pids(self):
+        """The gunicorn master's children: its workers, now."""
+        children = Path("/proc", str(self.process.pid), "task", str(self.process.pid), "children")
+        return [int(pid) for pid in children.read_text().split()]
+
     def stop(self, sig=signal.SIGTERM):
         """Signal the whole process group, then make sure nothing is left."""
         if self.process.poll() is None:

@@ -8,7 +8,9 @@ the page's origin. Every wait is bounded.
 """
 import functools
 import http.server
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -377,4 +379,28 @@ def test_browser_live_updates_outlive_the_access_token(page, tmp_path, spa_origi
         assert " 401 " not in log, log
         expect(page.get_by_role("alert")).to_be_hidden()
     finally:
+        api.stop()
+
+
+def test_browser_after_a_dropped_connection_the_page_replays_what_it_missed(page, tmp_path, spa_origin):
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin)
+    # A second gunicorn on the same database: it takes the change while the page's server is down.
+    other = launch(tmp_path, workers=1, database=api.database, name="other")
+    try:
+        sign_in(page, spa_origin, api, "Create account")
+        add_pet(page, "Bunny")
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny")])
+        token = page.evaluate("accessToken")
+
+        [worker] = api.worker_pids()
+        os.kill(worker, signal.SIGKILL)  # the socket drops; gunicorn starts another worker
+        expect(page.get_by_role("status")).to_have_text("Live updates are reconnecting…")
+        assert other.call("POST", "/pets", {"name": "Rex"}, token=token).status == 201
+
+        # The new worker had not seen Rex's event live: the page asked for it with last_event_id.
+        expect_live(page)
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny"), re.compile(r"^Rex")])
+        expect(page.get_by_role("alert")).to_be_hidden()
+    finally:
+        other.stop()
         api.stop()

@@ -8,7 +8,6 @@ import signal
 import queue
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -187,10 +186,6 @@ def test_other_users_events_never_reach_the_node_client(server, node_client, use
     assert client.silent()
 
 
-def worker_pids(server):
-    return [int(pid) for pid in (Path("/proc") / str(server.process.pid) / "task" / str(server.process.pid) / "children").read_text().split()]
-
-
 def test_after_a_dropped_connection_it_reconnects_and_first_gets_what_it_missed(start_gunicorn, node_client):
     npm_ci(NODE_CLIENT)
     server = start_gunicorn(workers=1)
@@ -200,7 +195,7 @@ def test_after_a_dropped_connection_it_reconnects_and_first_gets_what_it_missed(
     add_pet(server, token, "Before")
     assert client.expect("pet_created")["event_id"] == 1
 
-    [worker] = worker_pids(server)
+    [worker] = server.worker_pids()
     os.kill(worker, signal.SIGKILL)  # the connection drops; gunicorn starts another worker
     assert client.expect("disconnect") == {"reason": "transport close", "active": True}
     missed = add_pet(server, token, "Missed")

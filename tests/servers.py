@@ -123,10 +123,10 @@ def signal_group(pgid, sig):
         pass
 
 
-def launch(directory, workers=4, database=None, wait=True, name="gunicorn", **settings):
-    """Start gunicorn on a database in ``directory``; ``settings`` add to its environment."""
+def launch(directory, workers=4, database=None, wait=True, name="gunicorn", port=None, **settings):
+    """Start gunicorn on a database in ``directory`` (on a free port unless given); ``settings`` add to its environment."""
     database = database or Path(directory) / "e2e.sqlite"
-    port = free_port()
+    port = port or free_port()
     stdout_path, stderr_path = Path(directory) / f"{name}.out", Path(directory) / f"{name}.err"
     environment = server_environment(
         DATABASE_URL=f"sqlite:///{database}",

@@ -6,7 +6,7 @@ import time
 import jwt
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import accounts, audit, security, sessions, throttle
+from . import accounts, audit, keys, security, sessions, throttle
 from .db import get_db
 from .errors import APIError, challenge, validation_error
 from .exceptions import InvalidRefreshToken
@@ -45,7 +45,7 @@ def user_for_token(token):
     if not isinstance(token, str) or not _COMPACT_JWS.fullmatch(token):
         raise invalid_token()
     try:
-        claims = security.decode_access_token(token, current_app.config)
+        claims = security.decode_access_token(token, current_app.config, keys.current())
     except jwt.ExpiredSignatureError:
         raise invalid_token("The access token has expired.") from None
     except jwt.InvalidTokenError:
@@ -101,7 +101,7 @@ def token_response(user, session_id, refresh_token, refresh_expires_at):
     config = current_app.config
     refresh_expires_in = max(refresh_expires_at - int(time.time()), 0)
     body = {
-        "access_token": security.issue_access_token(user, session_id, config),
+        "access_token": security.issue_access_token(user, session_id, config, keys.current()),
         "token_type": "Bearer",
         "expires_in": config["ACCESS_TOKEN_TTL"],
         "refresh_expires_in": refresh_expires_in,

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import PASSWORD, SECRET
-from tests.npm import npm_ci
-from tests.servers import GUNICORN, PROJECT_ROOT, launch, server_environment
+from tests.helpers import PASSWORD, PROJECT_ROOT, SECRET, clean_environment, npm_ci
+from tests.servers import GUNICORN, launch
+
+pytestmark = pytest.mark.e2e
 
 SPA = PROJECT_ROOT / "examples" / "spa"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -90,11 +91,6 @@ def page(context):
     return context.new_page()
 
 
-def access_log(server):
-    """gunicorn's access log: its stdout, next to the stderr file tests/servers.py writes."""
-    return server.stderr_path.with_suffix(".out").read_text()
-
-
 def logged(server, *texts):
     """The access log once it contains every one of ``texts``, or after LOG_WAIT_SECONDS.
 
@@ -103,7 +99,7 @@ def logged(server, *texts):
     """
     deadline = time.monotonic() + LOG_WAIT_SECONDS
     while True:
-        log = access_log(server)
+        log = server.access_log()
         if all(text in log for text in texts) or time.monotonic() > deadline:
             return log
         time.sleep(0.05)
@@ -159,7 +155,7 @@ def assert_logged_in_order(server, *requests):
     """The worker served ``requests`` in this order; their lines are waited for, bounded."""
     deadline = time.monotonic() + LOG_WAIT_SECONDS
     while True:
-        lines = in_request_order(access_log(server))
+        lines = in_request_order(server.access_log())
         if request_lines(lines, *requests) is not None or time.monotonic() > deadline:
             assert request_lines(lines, *requests) is not None, "\n".join(lines)
             return
@@ -209,7 +205,7 @@ def test_browser_spa_logs_in_adds_a_pet_reloads_and_logs_out(page, api, spa_orig
     expect(page.get_by_text("Signed in as")).to_be_hidden()
 
     # The API holds what the page did; both of the page's sessions ended at its logouts.
-    token = api.call("POST", "/auth", {"username": "travis", "password": PASSWORD}).body["access_token"]
+    token = api.log_in().access
     assert [pet["name"] for pet in api.call("GET", "/my-pets", token=token).body] == ["Bunny"]
     assert [session["current"] for session in api.call("GET", "/users/me/sessions", token=token).body] == [True]
     # Chromium asked before every kind of call, and the API said yes.
@@ -307,7 +303,7 @@ def sign_in(page, spa_origin, api, button, cookie=False):
 
 def revoke_sessions_as_administrator(api, username):
     """What an administrator runs on the server's host: ``flask --app wsgi revoke-sessions``."""
-    environment = server_environment(DATABASE_URL=f"sqlite:///{api.database}", JWT_SECRET=SECRET)
+    environment = clean_environment(DATABASE_URL=f"sqlite:///{api.database}", JWT_SECRET=SECRET)
     revoked = subprocess.run(
         [str(FLASK), "--app", "wsgi", "revoke-sessions", username],
         cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=30,
@@ -349,8 +345,9 @@ def test_browser_two_tabs_update_each_other_live_until_an_administrator_ends_the
         expect_live(third)
 
         revoke_sessions_as_administrator(api, "travis")
+        ended = "Your session has ended (session revoked); please log in again."
         for page in (second, third):
-            expect(page.get_by_role("alert")).to_have_text("Your session has ended (session revoked); please log in again.")
+            expect(page.get_by_role("alert")).to_have_text(ended)
             expect(page.get_by_role("button", name="Log in")).to_be_visible()
             expect(page.get_by_role("list", name="Pets")).to_be_hidden()
         expect(first.get_by_role("alert")).to_have_text("You have logged out.")

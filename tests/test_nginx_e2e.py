@@ -7,14 +7,15 @@ timeout). Clients connect to 127.0.0.1 from other loopback addresses
 (127.0.0.2, ...), so the client's address and nginx's (127.0.0.1) differ.
 Every wait is bounded.
 """
+import contextlib
 import http.client
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import socket
-import queue
 import ssl
 import subprocess
 import threading
@@ -22,13 +23,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
 import pytest
 import socketio
 from werkzeug.http import HTTP_STATUS_CODES
 
-from tests.conftest import PASSWORD
-from tests.servers import PROJECT_ROOT, Response, free_port, launch, register_and_login
-from tests.test_hardening_e2e import exchange, head, send
+from tests.helpers import PASSWORD, PROJECT_ROOT, bearer
+from tests.servers import Response, exchange, free_port, head, launch, register_and_login, send
+
+pytestmark = pytest.mark.e2e
 
 NGINX_CONF = PROJECT_ROOT / "deploy" / "nginx.conf"
 SYSTEMD_UNIT = PROJECT_ROOT / "deploy" / "jwt-server.service"
@@ -142,14 +145,10 @@ class Nginx:
     def stop(self):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGQUIT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=START_TIMEOUT)
 
 
@@ -212,11 +211,6 @@ def proxied(gunicorn, start_nginx):
     return start_nginx(int(gunicorn.base_url.rsplit(":", 1)[1]))
 
 
-def gunicorn_access_log(server):
-    """gunicorn's access log: its stdout, next to the stderr file tests/servers.py writes."""
-    return server.stderr_path.with_suffix(".out").read_text()
-
-
 def log_line(read_log, request_id):
     """The one line of ``read_log()`` for the request; servers log just after answering."""
     deadline = time.monotonic() + START_TIMEOUT
@@ -227,10 +221,6 @@ def log_line(read_log, request_id):
             assert len(lines) == 1, log
             return lines[0]
         time.sleep(0.05)
-
-
-def bearer(token, **headers):
-    return {"Authorization": f"Bearer {token}", **headers}
 
 
 def assert_nginx_problem(answer, status, origin=ORIGIN):
@@ -320,7 +310,7 @@ def test_e2e_nginx_and_gunicorn_log_one_request_id(proxied, gunicorn):
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
 
     for expected in ("trace-42.a_b", request_id):
-        assert '"GET /health HTTP/1.0" 200' in log_line(lambda: gunicorn_access_log(gunicorn), expected)
+        assert '"GET /health HTTP/1.0" 200' in log_line(gunicorn.access_log, expected)
         assert '"GET /health HTTP/1.1" 200' in log_line(proxied.access_log, expected)
 
 
@@ -336,15 +326,15 @@ def test_e2e_app_sees_the_client_address_from_nginx_not_the_clients_claim(proxie
         assert answer.status == 200
         tokens[client] = answer.body["access_token"]
         # gunicorn's first field is REMOTE_ADDR as the app has it, after ProxyFix.
-        assert log_line(lambda: gunicorn_access_log(gunicorn), f"login-from-{client}").startswith(f"{client} - ")
+        assert log_line(gunicorn.access_log, f"login-from-{client}").startswith(f"{client} - ")
         assert log_line(proxied.access_log, f"login-from-{client}").startswith(f"{client} - ")
 
     # The sessions the two logins opened record the two clients' addresses.
     sessions = proxied.request("GET", "/users/me/sessions", headers=bearer(tokens["127.0.0.3"])).body
     proxied_sessions = {session["ip"]: session["current"] for session in sessions if session["ip"] != "127.0.0.1"}
     assert proxied_sessions == {"127.0.0.2": False, "127.0.0.3": True}
-    assert "203.0.113.7" not in gunicorn_access_log(gunicorn) + gunicorn.stderr()
-    assert "198.51.100.9" not in gunicorn_access_log(gunicorn) + gunicorn.stderr()
+    assert "203.0.113.7" not in gunicorn.access_log() + gunicorn.stderr()
+    assert "198.51.100.9" not in gunicorn.access_log() + gunicorn.stderr()
 
 
 def test_e2e_nginx_rate_limit_on_credentials_is_a_problem_document(proxied):
@@ -516,7 +506,7 @@ def test_e2e_graceful_reload_under_load_drops_no_request(proxied, gunicorn):
     assert set(results) <= {200, 201}, sorted(set(results))
     new_workers = set(re.findall(r"Booting worker with pid: (\d+)", gunicorn.stderr())) - old_workers
     assert len(old_workers) == len(new_workers) == 2
-    served_by = set(re.findall(r"worker=<(\d+)>", gunicorn_access_log(gunicorn)))
+    served_by = set(re.findall(r"worker=<(\d+)>", gunicorn.access_log()))
     assert served_by & old_workers and served_by & new_workers
     assert gunicorn.process.poll() is None
     pets = gunicorn.call("GET", "/my-pets", token=token).body
@@ -578,3 +568,30 @@ def test_e2e_a_socket_through_nginx_authenticates_and_receives_its_events(proxie
 def test_e2e_nginx_passes_the_origin_on_and_the_app_refuses_a_foreign_one(proxied):
     with pytest.raises(socketio.exceptions.ConnectionError):
         socket_through(proxied, origin="https://elsewhere.example")
+
+
+def test_e2e_nginx_metadata_names_the_public_https_urls_and_the_jwks_verifies_tokens(tmp_path, start_nginx):
+    server = launch(tmp_path, workers=2, name="keys", TRUSTED_PROXIES="1", JWT_ALGORITHM="EdDSA",
+                    JWT_ISSUER=f"https://{HOST}", JWKS_MAX_AGE="120")
+    try:
+        proxied = start_nginx(int(server.base_url.rsplit(":", 1)[1]))
+        metadata = proxied.request("GET", "/.well-known/oauth-authorization-server")
+        proxied.request("POST", "/users", {"username": "travis", "password": PASSWORD})
+        token = proxied.request("POST", "/auth", {"username": "travis", "password": PASSWORD}).body["access_token"]
+        jwks_path = metadata.body["jwks_uri"].removeprefix(f"https://{HOST}")
+        jwks = proxied.request("GET", jwks_path)
+    finally:
+        server.stop()
+
+    assert metadata.status == 200
+    assert metadata.body == {
+        "issuer": f"https://{HOST}",
+        "jwks_uri": f"https://{HOST}/.well-known/jwks.json",
+        "token_endpoint": f"https://{HOST}/auth",
+    }
+    assert metadata.headers["Cache-Control"] == "public, max-age=120"
+    assert jwks.status == 200
+    assert jwks.headers["Cache-Control"] == "public, max-age=120"
+    [key] = jwks.body["keys"]
+    claims = jwt.decode(token, jwt.PyJWK(key).key, algorithms=["EdDSA"], issuer=f"https://{HOST}")
+    assert claims["sub"] == "1"

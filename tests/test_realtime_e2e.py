@@ -169,7 +169,7 @@ def test_a_logged_out_token_is_a_connect_error(server, listeners, username):
 
 
 @pytest.mark.parametrize("auth", [None, {}, {"token": None}])
-def test_the_authenticate_event_authenticates_a_socket_that_connected_without_a_token(server, listeners, auth, username):
+def test_authenticate_event_authenticates_a_socket_that_connected_without_a_token(server, listeners, auth, username):
     _, token = register_and_login(server, username)
     socket = listeners(server, auth=auth)
 

@@ -4,15 +4,15 @@ written as the original socket.io server's clients were (connect,
 token over in the connect packet (tests/realtime-node/client.js)."""
 import json
 import os
-import signal
 import queue
+import signal
 import subprocess
 import threading
 
 import pytest
 
-from tests.npm import npm_ci
-from tests.servers import PROJECT_ROOT, launch, register_and_login
+from tests.helpers import PROJECT_ROOT, npm_ci
+from tests.servers import launch, register_and_login
 
 pytestmark = pytest.mark.e2e
 

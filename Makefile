@@ -77,14 +77,23 @@ $(PYPY_VENV)/.installed:
 	$(PYPY_VENV)/bin/python -m pip install --quiet flask gunicorn
 	touch $@
 
-bench: $(BENCH_STAMP) $(KOA_STAMP) system-packages
+# The load client of the realtime bench: socket.io-client, as browser apps use it.
+SOCKETS_STAMP := bench/sockets/node_modules/.installed
+
+$(SOCKETS_STAMP): bench/sockets/package.json bench/sockets/package-lock.json
+	cd bench/sockets && npm ci --no-audit --no-fund --loglevel=error
+	touch $(SOCKETS_STAMP)
+
+bench: $(BENCH_STAMP) $(KOA_STAMP) $(SOCKETS_STAMP) system-packages
 	$(BENCH_VENV)/bin/python -m bench.run
+	$(BENCH_VENV)/bin/python -m bench.sockets
 
 bench-stack: $(BENCH_VENV)/.gevent $(KOA_STAMP) $(PYPY_VENV)/.installed system-packages
 	$(BENCH_VENV)/bin/python -m bench.run --stack
 
-bench-smoke: $(BENCH_STAMP) $(KOA_STAMP) system-packages
+bench-smoke: $(BENCH_STAMP) $(KOA_STAMP) $(SOCKETS_STAMP) system-packages
 	$(BENCH_VENV)/bin/python -m bench.run --smoke
+	$(BENCH_VENV)/bin/python -m bench.sockets --smoke
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(PYPY_VENV) bench/koa/node_modules *.egg-info .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(PYPY_VENV) bench/koa/node_modules bench/sockets/node_modules *.egg-info .pytest_cache

@@ -1,5 +1,6 @@
 """What several test files share: the test settings, the problem-document check,
-logging in, the database checks, sessions, the attack scene, processes at a barrier.
+logging in, the database checks, sessions, the attack scene, processes at a barrier,
+the npm packages of the end-to-end tests.
 
 Fixtures live in conftest.py; the real gunicorn in servers.py.
 """
@@ -10,11 +11,13 @@ import multiprocessing
 import os
 import re
 import sqlite3
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
 import jwt
+import pytest
 
 from jwt_server.config import ENVIRONMENT_VARIABLES
 
@@ -366,3 +369,18 @@ def at_once(count, function, *args):
             process.join(timeout=30)
     assert [process.exitcode for process in processes] == [0] * count
     return outcomes
+
+
+# npm packages the end-to-end tests run (socket.io-client), from their lock files.
+NPM_TIMEOUT = 300
+
+
+def npm_ci(directory):
+    """``npm ci`` in ``directory`` when its node_modules is missing: exactly the locked versions."""
+    if (directory / "node_modules").is_dir():
+        return
+    installed = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund"], cwd=directory, capture_output=True, text=True, timeout=NPM_TIMEOUT
+    )
+    if installed.returncode != 0:
+        pytest.fail(f"npm ci in {directory} failed:\n{installed.stderr}")

@@ -136,6 +136,11 @@ class Server:
             time.sleep(0.1)
         pytest.fail(f"gunicorn did not answer GET /health within {START_TIMEOUT} s:\n{self.stderr()}")
 
+    def worker_pids(self):
+        """The gunicorn master's children: its workers, now."""
+        children = Path("/proc", str(self.process.pid), "task", str(self.process.pid), "children")
+        return [int(pid) for pid in children.read_text().split()]
+
     def stop(self, sig=signal.SIGTERM):
         """Signal the whole process group, then make sure nothing is left."""
         if self.process.poll() is None:
@@ -153,10 +158,10 @@ def signal_group(pgid, sig):
         os.killpg(pgid, sig)
 
 
-def launch(directory, workers=4, database=None, wait=True, name="gunicorn", **settings):
-    """Start gunicorn on a database in ``directory``; ``settings`` add to its environment."""
+def launch(directory, workers=4, database=None, wait=True, name="gunicorn", port=None, **settings):
+    """Start gunicorn on a database in ``directory``, on ``port`` or a free one; ``settings`` add to its environment."""
     database = database or Path(directory) / "e2e.sqlite"
-    port = free_port()
+    port = port or free_port()
     stdout_path, stderr_path = Path(directory) / f"{name}.out", Path(directory) / f"{name}.err"
     environment = clean_environment(
         DATABASE_URL=f"sqlite:///{database}",

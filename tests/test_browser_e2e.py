@@ -9,7 +9,10 @@ the page's origin. Every wait is bounded.
 import functools
 import http.server
 import json
+import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,8 +20,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.helpers import PASSWORD, PROJECT_ROOT
-from tests.servers import launch
+from tests.helpers import PASSWORD, PROJECT_ROOT, SECRET, clean_environment, npm_ci
+from tests.servers import GUNICORN, launch
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +48,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def spa_origin():
     """examples/spa/ served as static files, the way any web server would."""
+    npm_ci(SPA)  # socket.io-client's browser bundle, which index.html loads from node_modules
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=SPA))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -215,12 +219,15 @@ def test_browser_spa_logs_in_adds_a_pet_reloads_and_logs_out(page, api, spa_orig
 
 
 def test_browser_spa_renews_an_expired_access_token_silently(page, tmp_path, spa_origin):
+    # Without live updates (their script does not load), only a 401 tells the page its token expired.
+    page.route("**/socket.io.min.js", lambda route: route.abort())
     api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL))
     try:
         open_spa(page, spa_origin, api)
         fill_login(page, "travis", PASSWORD)
         page.get_by_role("button", name="Create account").click()
         expect(page.get_by_text("Signed in as travis")).to_be_visible()
+        expect(page.get_by_role("status")).to_have_text(re.compile(r"^Live updates are off"))
         refresh_token = page.evaluate("sessionStorage.getItem('renewal')")
 
         page.wait_for_timeout((SHORT_ACCESS_TOKEN_TTL + 1) * 1000)  # the access token has expired
@@ -303,3 +310,156 @@ def test_browser_docs_page_shows_every_operation_loading_nothing_from_elsewhere(
         assert [url for url in requested if not url.startswith(f"{api.base_url}/")] == []
     finally:
         api.stop()
+
+
+# Live updates: Socket.IO from the page's origin, which CORS_ORIGINS allows.
+
+FLASK = GUNICORN.with_name("flask")
+
+
+def expect_live(page):
+    expect(page.get_by_role("status")).to_have_text("Live updates are on.", timeout=WAIT_MS)
+
+
+def sign_in(page, spa_origin, api, button, cookie=False):
+    open_spa(page, spa_origin, api, cookie)
+    fill_login(page, "travis", PASSWORD)
+    page.get_by_role("button", name=button).click()
+    expect(page.get_by_text("Signed in as travis")).to_be_visible()
+    expect_live(page)
+
+
+def revoke_sessions_as_administrator(api, username):
+    """What an administrator runs on the server's host: ``flask --app wsgi revoke-sessions``."""
+    environment = clean_environment(DATABASE_URL=f"sqlite:///{api.database}", JWT_SECRET=SECRET)
+    revoked = subprocess.run(
+        [str(FLASK), "--app", "wsgi", "revoke-sessions", username],
+        cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=30,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+
+
+@pytest.mark.parametrize("cookie", [False, True], ids=["body", "cookie"])
+def test_browser_two_tabs_update_each_other_live_until_an_administrator_ends_the_sessions(
+    context, tmp_path, spa_origin, cookie
+):
+    api = launch(tmp_path, workers=2, CORS_ORIGINS=spa_origin, AUTH_COOKIE=str(cookie).lower(), COOKIE_SECURE="false")
+    try:
+        console = []
+        first, second, third = context.new_page(), context.new_page(), context.new_page()
+        for page in (first, second, third):
+            page.on("console", lambda message: console.append(message.text))
+        sign_in(first, spa_origin, api, "Create account", cookie)
+        sign_in(second, spa_origin, api, "Log in", cookie)
+        sign_in(third, spa_origin, api, "Log in", cookie)
+
+        add_pet(first, "Bunny", "dog")
+        expect(pet_items(second)).to_have_text([re.compile(r"^Bunny \(dog\)")])
+        add_pet(second, "Rex")
+        expect(pet_items(first)).to_have_text([re.compile(r"^Bunny \(dog\)"), re.compile(r"^Rex")])
+        # Renamed by another client of the API, deleted in the other tab: no reload anywhere.
+        token = first.evaluate("accessToken")
+        [rex] = [pet for pet in api.call("GET", "/my-pets", token=token).body if pet["name"] == "Rex"]
+        assert api.call("PATCH", f"/pets/{rex['id']}", {"name": "Rexy"}, token=token).status == 200
+        second.get_by_role("button", name="Delete Bunny").click()
+        for page in (first, second, third):
+            expect(pet_items(page)).to_have_text([re.compile(r"^Rexy")])
+
+        # Each tab has a session of its own: a logout ends that one only.
+        first.get_by_role("button", name="Log out").click()
+        expect(first.get_by_role("alert")).to_have_text("You have logged out.")
+        second.get_by_role("button", name="Delete Rexy").click()
+        expect(third.get_by_text("No pets yet.")).to_be_visible()
+        expect_live(third)
+
+        revoke_sessions_as_administrator(api, "travis")
+        ended = "Your session has ended (session revoked); please log in again."
+        for page in (second, third):
+            expect(page.get_by_role("alert")).to_have_text(ended)
+            expect(page.get_by_role("button", name="Log in")).to_be_visible()
+            expect(page.get_by_role("list", name="Pets")).to_be_hidden()
+        expect(first.get_by_role("alert")).to_have_text("You have logged out.")
+        assert not [text for text in console if "CORS" in text or "Access-Control" in text], console
+    finally:
+        for tab in context.pages:
+            tab.close()  # their sockets too: gunicorn's graceful stop would wait for them
+        api.stop()
+
+
+def test_browser_live_updates_outlive_the_access_token(page, tmp_path, spa_origin):
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL))
+    try:
+        sign_in(page, spa_origin, api, "Create account")
+        refresh_token = page.evaluate("sessionStorage.getItem('renewal')")
+
+        page.wait_for_timeout((SHORT_ACCESS_TOKEN_TTL + 1) * 1000)  # the first access token has expired
+        expect_live(page)
+        token = page.evaluate("accessToken")
+        created = api.call("POST", "/pets", {"name": "Bunny"}, token=token)
+        assert created.status == 201, created.body
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny")])
+
+        # The socket's token_expired made the page refresh on time: no request was refused.
+        assert page.evaluate("sessionStorage.getItem('renewal')") not in (None, refresh_token)
+        log = logged(api, '"POST /auth/refresh HTTP/1.1" 200')
+        assert '"POST /auth/refresh HTTP/1.1" 200' in log
+        assert " 401 " not in log, log
+        expect(page.get_by_role("alert")).to_be_hidden()
+    finally:
+        page.close()  # its socket too: gunicorn's graceful stop would wait for it
+        api.stop()
+
+
+def test_browser_after_a_dropped_connection_the_page_replays_what_it_missed(page, tmp_path, spa_origin):
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin)
+    # A second gunicorn on the same database: it takes the change while the page's server is down.
+    other = launch(tmp_path, workers=1, database=api.database, name="other")
+    try:
+        sign_in(page, spa_origin, api, "Create account")
+        add_pet(page, "Bunny")
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny")])
+        token = page.evaluate("accessToken")
+
+        [worker] = api.worker_pids()
+        os.kill(worker, signal.SIGKILL)  # the socket drops; gunicorn starts another worker
+        expect(page.get_by_role("status")).to_have_text("Live updates are reconnecting…")
+        assert other.call("POST", "/pets", {"name": "Rex"}, token=token).status == 201
+
+        # The new worker had not seen Rex's event live: the page asked for it with last_event_id.
+        expect_live(page)
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny"), re.compile(r"^Rex")])
+        expect(page.get_by_role("alert")).to_be_hidden()
+    finally:
+        page.close()  # its socket too: gunicorn's graceful stop would wait for it
+        other.stop()
+        api.stop()
+
+
+def test_browser_a_page_that_missed_more_than_the_server_keeps_reloads_its_list(page, tmp_path, spa_origin):
+    settings = {"CORS_ORIGINS": spa_origin, "REALTIME_REPLAY_SECONDS": "1"}
+    api = launch(tmp_path, workers=1, **settings)
+    other = launch(tmp_path, workers=1, database=api.database, name="other")
+    restarted = None
+    try:
+        sign_in(page, spa_origin, api, "Create account")
+        add_pet(page, "Bunny")
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny")])
+        token = page.evaluate("accessToken")
+
+        # The page's server is down until Rex's event is older than the one second kept.
+        api.stop(signal.SIGQUIT)  # at once: a graceful stop would wait for the open socket
+        expect(page.get_by_role("status")).to_have_text("Live updates are reconnecting…")
+        assert other.call("POST", "/pets", {"name": "Rex"}, token=token).status == 201
+        time.sleep(2.5)
+        port = int(api.base_url.rsplit(":", 1)[1])
+        restarted = launch(tmp_path, workers=1, database=api.database, name="restarted", port=port, **settings)
+
+        # Neither live (the server started after it) nor replayed: Rex shows because
+        # replay_incomplete made the page reload its list.
+        expect_live(page)
+        expect(pet_items(page)).to_have_text([re.compile(r"^Bunny"), re.compile(r"^Rex")])
+    finally:
+        page.close()  # its socket too: gunicorn's graceful stop would wait for it
+        for server in (restarted, other, api):
+            if server:
+                server.stop()

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+import socketio
 from werkzeug.http import HTTP_STATUS_CODES
 
 from tests.helpers import PASSWORD, PROJECT_ROOT, bearer
@@ -563,6 +565,43 @@ def test_systemd_unit_is_valid_and_hardened(tmp_path):
     )
     assert security.returncode == 0, security.stdout[-2000:]
     assert "Overall exposure level for jwt-server.service" in security.stdout
+
+
+def socket_through(nginx, origin=ORIGIN, request_id="socket-through-nginx"):
+    """python-socketio's client on nginx's TLS port, trusting the test's certificate; events in a queue."""
+    events = queue.Queue()
+    client = socketio.Client(reconnection=False, websocket_extra_options={
+        "sslopt": {"ca_certs": str(nginx.certificate)}, "host": HOST, "origin": origin,
+        "header": {"X-Request-ID": request_id},
+    })
+    client.on("*", lambda name, data=None: events.put((name, data)))
+    client.on("disconnect", lambda reason=None: events.put(("disconnect", reason)))
+    client.connect(f"https://127.0.0.1:{nginx.https_port}", transports=["websocket"], wait_timeout=START_TIMEOUT)
+    return client, events
+
+
+def test_e2e_a_socket_through_nginx_authenticates_and_receives_its_events(proxied, gunicorn):
+    user_id, token = register_and_login(gunicorn, "travis")
+    client, events = socket_through(proxied)
+    try:
+        client.emit("authenticate", {"token": token})
+        assert events.get(timeout=START_TIMEOUT) == ("authenticated", {"user_id": user_id})
+
+        created = proxied.request("POST", "/pets", {"name": "Bunny"}, bearer(token))
+        assert events.get(timeout=START_TIMEOUT) == ("pet_created", {**created.body, "event_id": 1})
+        assert proxied.request("POST", "/auth/logout", headers=bearer(token)).status == 204
+        assert events.get(timeout=START_TIMEOUT) == ("session_ended", {"code": "logged_out"})
+        assert events.get(timeout=START_TIMEOUT) == ("disconnect", socketio.Client.reason.SERVER_DISCONNECT)
+    finally:
+        client.disconnect()
+    # nginx passed the upgrade on: one 101 for the socket, logged when it closed.
+    line = log_line(proxied.access_log, "socket-through-nginx")
+    assert re.search(r'"GET /socket\.io/\?[^"]*transport=websocket[^"]* HTTP/1\.1" 101 ', line), line
+
+
+def test_e2e_nginx_passes_the_origin_on_and_the_app_refuses_a_foreign_one(proxied):
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        socket_through(proxied, origin="https://elsewhere.example")
 
 
 def test_e2e_nginx_metadata_names_the_public_https_urls_and_the_jwks_verifies_tokens(tmp_path, start_nginx):

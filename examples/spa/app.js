@@ -3,6 +3,8 @@
 // Settings, in the page's URL or here:
 //   ?api=https://api.example.com   where the API is
 //   ?cookie=1                      the API runs with AUTH_COOKIE=true
+// Live updates come over Socket.IO, from socket.io-client's browser bundle
+// (index.html loads it from node_modules: run `npm ci` here once).
 "use strict";
 
 const DEFAULT_API = "http://127.0.0.1:8000";
@@ -70,8 +72,12 @@ function refresh() {
   refreshing ??= (async () => {
     const held = renewal.get();
     const answer = await send("POST", "/auth/refresh", held === "cookie" ? undefined : { refresh_token: held });
-    if (answer.ok) keep(await answer.json());
-    else forget();
+    if (answer.ok) {
+      keep(await answer.json());
+      reauthenticate();
+    } else {
+      forget();
+    }
     return answer.ok;
   })().finally(() => { refreshing = null; });
   return refreshing;
@@ -103,6 +109,7 @@ async function register(username, password) {
 }
 
 async function logOut() {
+  stopLive(); // this tab knows why the session ends: no session_ended message for it
   // With sessions, end this one on the server too; the page forgets it anyway.
   if (renewal.get()) await api("POST", "/auth/logout").catch(() => {});
   forget();
@@ -120,6 +127,7 @@ function say(text, kind = "error") {
 }
 
 function showLogin(text = "", kind = "error") {
+  stopLive();
   $("#pets-section").hidden = true;
   $("#login-form").hidden = false;
   $("#login-form").reset();
@@ -128,6 +136,7 @@ function showLogin(text = "", kind = "error") {
 
 function petItem(pet) {
   const item = document.createElement("li");
+  item.dataset.id = pet.id;
   const label = document.createElement("span");
   label.textContent = pet.name;
   if (pet.species) {
@@ -143,7 +152,7 @@ function petItem(pet) {
   remove.setAttribute("aria-label", `Delete ${pet.name}`);
   remove.addEventListener("click", () => run(async () => {
     await api("DELETE", `/pets/${pet.id}`);
-    await loadPets();
+    removePet(pet);
   }));
   item.append(label, remove);
   return item;
@@ -155,9 +164,23 @@ async function loadPets() {
   $("#no-pets").hidden = pets.length > 0;
 }
 
+// Add a pet, or replace it if the list has it already (its own answer and its event may both arrive).
+function showPet(pet) {
+  const shown = $(`#pets li[data-id="${pet.id}"]`);
+  if (shown) shown.replaceWith(petItem(pet));
+  else $("#pets").append(petItem(pet));
+  $("#no-pets").hidden = true;
+}
+
+function removePet(pet) {
+  $(`#pets li[data-id="${pet.id}"]`)?.remove();
+  $("#no-pets").hidden = $("#pets").children.length > 0;
+}
+
 async function showPets() {
   const me = await api("GET", "/users/me");
   $("#username").textContent = me.username;
+  startLive();
   await loadPets();
   $("#login-form").hidden = true;
   $("#pets-section").hidden = false;
@@ -165,8 +188,13 @@ async function showPets() {
 
 // Run an action, showing what went wrong in the API's own words.
 async function run(action) {
+  say("");
+  await attempt(action);
+}
+
+// The same for what the page does by itself (live updates): a message stays until something goes wrong.
+async function attempt(action) {
   try {
-    say("");
     await action();
   } catch (error) {
     if (error instanceof SessionEnded) {
@@ -202,13 +230,88 @@ $("#pet-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
   run(async () => {
-    await api("POST", "/pets", { name: form.get("name"), species: form.get("species") || null });
+    showPet(await api("POST", "/pets", { name: form.get("name"), species: form.get("species") || null }));
     event.target.reset();
-    await loadPets();
   });
 });
 
 $("#logout").addEventListener("click", () => run(logOut));
+
+// Live updates: what this user's other tabs and devices change shows up here
+// without a reload, and a session ended elsewhere brings back the login form.
+
+let socket = null;
+let lastEventId = null; // the newest event seen: a reconnect first replays what came after it
+
+function liveStatus(text) {
+  $("#live").textContent = text;
+}
+
+function startLive() {
+  stopLive();
+  if (typeof io === "undefined") {
+    liveStatus("Live updates are off: socket.io.min.js did not load (run npm ci in examples/spa).");
+    return;
+  }
+  lastEventId = null;
+  socket = io(API, {
+    transports: ["websocket"],
+    // A function: each reconnect sends the current access token and what it has seen.
+    auth: (send) => send(lastEventId === null ? { token: accessToken } : { token: accessToken, last_event_id: lastEventId }),
+  });
+  const live = socket;
+  live.on("connect", () => liveStatus("Live updates are on."));
+  // The server's own disconnects (after session_ended or unauthorized) are final; others reconnect.
+  live.on("disconnect", () => liveStatus(live.active ? "Live updates are reconnecting…" : "Live updates are off."));
+  live.on("connect_error", (error) => attempt(() => renewLive(error.data?.code)));
+  live.on("pet_created", counted(showPet));
+  live.on("pet_updated", counted(showPet));
+  live.on("pet_deleted", counted(removePet));
+  live.on("replay_incomplete", () => attempt(loadPets)); // missed more than the server keeps
+  live.on("session_ended", ({ code }) => attempt(() => endedElsewhere(code)));
+}
+
+function stopLive() {
+  socket?.close();
+  socket = null;
+  liveStatus("");
+}
+
+function counted(show) {
+  return (event) => {
+    lastEventId = event.event_id;
+    show(event);
+  };
+}
+
+// After a silent refresh the socket carries on with the new token (else it ends at the old one's exp).
+function reauthenticate() {
+  if (socket?.connected) socket.emit("authenticate", { token: accessToken });
+}
+
+// A refused connect (an access token that expired while the connection was
+// down): refresh and connect again, once per refreshed token.
+let refreshedForLive = null;
+
+async function renewLive(code) {
+  if (code === undefined) return; // the API is unreachable: socket.io-client keeps trying
+  liveStatus("Live updates are off.");
+  if (code !== "invalid_token" || !renewal.get() || refreshedForLive === accessToken) return;
+  if (!(await refresh())) throw new SessionEnded();
+  refreshedForLive = accessToken;
+  socket?.connect();
+}
+
+async function endedElsewhere(code) {
+  if (code === "token_expired" && renewal.get()) {
+    // Idle past the access token's lifetime: renew it and carry on where the socket left off.
+    if (!(await refresh())) throw new SessionEnded();
+    socket?.connect();
+    return;
+  }
+  forget();
+  showLogin(`Your session has ended (${code.replaceAll("_", " ")}); please log in again.`);
+}
 
 if (renewal.get()) {
   // Back after a reload: a silent refresh gets a new access token.

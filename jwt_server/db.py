@@ -46,6 +46,8 @@ POSTGRES_MIGRATIONS_PATH = MIGRATIONS_PATH.with_name("migrations.postgresql.sql"
 BUSY_TIMEOUT_SECONDS = 10
 # "Already taken", "no such parent row": what a constraint refused, on either engine.
 IntegrityError = (sqlite3.IntegrityError, psycopg.IntegrityError)
+# Anything either engine raises.
+DatabaseError = (sqlite3.Error, psycopg.Error)
 # Idle connections a worker keeps; more at once are opened and closed again.
 MAX_IDLE_CONNECTIONS = 16
 # SQLite's largest integer key: an id past it names no row (and would not bind).
@@ -208,6 +210,16 @@ def transaction(connection):
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
+
+
+def notify_on_commit(connection, channel, payload):
+    """PostgreSQL: NOTIFY ``channel`` when the transaction commits (never if it rolls back).
+
+    SQLite needs none: its listeners on this host learn of each commit from
+    the database file itself (fanout.CommitWatcher).
+    """
+    if not is_sqlite(connection):
+        connection.execute("SELECT pg_notify(?, ?)", (channel, payload))
 
 
 def serialize(connection, name):

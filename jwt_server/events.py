@@ -9,6 +9,11 @@ none and are never replayed: they tell every worker which sockets to close.
 import json
 import time
 
+from .db import notify_on_commit
+
+# The PostgreSQL channel that carries each new row to every worker (fanout.py).
+CHANNEL = "jwt_server_events"
+
 PRUNE_BATCH = 500
 
 
@@ -22,20 +27,34 @@ def record(db, user_id, name, data):
         """,
         (user_id,),
     ).fetchone()[0]
-    db.execute(
-        "INSERT INTO realtime_events (user_id, event_id, name, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        (user_id, event_id, name, json.dumps(data), int(time.time())),
-    )
+    append(db, user_id, event_id, name, data)
     return event_id
 
 
 def session_ended(db, user_id, session_id, code):
     """Tell the sockets of session ``session_id`` to close, saying ``code``."""
-    data = {"code": code, "session_id": session_id}
-    db.execute(
-        "INSERT INTO realtime_events (user_id, event_id, name, data, created_at) VALUES (?, NULL, ?, ?, ?)",
-        (user_id, "session_ended", json.dumps(data), int(time.time())),
-    )
+    append(db, user_id, None, "session_ended", {"code": code, "session_id": session_id})
+
+
+def append(db, user_id, event_id, name, data):
+    row = {"user_id": user_id, "event_id": event_id, "name": name, "data": json.dumps(data)}
+    row["id"] = db.execute(
+        """
+        INSERT INTO realtime_events (user_id, event_id, name, data, created_at)
+        VALUES (:user_id, :event_id, :name, :data, :created_at) RETURNING id
+        """,
+        {**row, "created_at": int(time.time())},
+    ).fetchone()[0]
+    # On PostgreSQL every worker of every host hears of the row when it commits.
+    notify_on_commit(db, CHANNEL, json.dumps(row))
+
+
+def since(db, created_at):
+    """Every row written since ``created_at`` (seconds), for a listener that lost its connection."""
+    return db.execute(
+        "SELECT id, user_id, event_id, name, data FROM realtime_events WHERE created_at >= ? ORDER BY id",
+        (created_at,),
+    ).fetchall()
 
 
 def after(db, last_id):

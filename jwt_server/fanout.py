@@ -1,15 +1,22 @@
-"""Wake a worker when the database has committed, so that it reads the outbox.
+"""How each worker learns of new outbox rows (events.py), through the database itself.
 
-Nothing is polled and nothing extra runs: on SQLite every commit writes the
-database's ``-wal`` file, and inotify tells each worker on this host when
-that happens. The worker then reads the outbox rows it has not seen yet
-(events.after), so a wake-up that carries nothing costs one indexed query.
+Nothing is polled and no broker runs. On SQLite (one host) every commit
+writes the database's ``-wal`` file, and inotify tells each worker when that
+happens; the worker then reads the rows it has not seen yet (events.after),
+so a wake-up that carries nothing costs one indexed query. On PostgreSQL
+(many hosts) each row is NOTIFYed in the transaction that writes it, and
+every worker of every host LISTENs: PostgreSQL delivers it at commit, in
+commit order, and never for a transaction that rolled back.
 """
 import ctypes
 import ctypes.util
+import json
 import os
 import select
 import struct
+import time
+
+import psycopg
 
 IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
@@ -67,3 +74,41 @@ class CommitWatcher:
 
     def close(self):
         os.close(self.fd)
+
+
+class Notifications:
+    """LISTEN on PostgreSQL: wait() returns the rows NOTIFYed since, reconnecting after a failure."""
+
+    RECONNECT_SECONDS = 1
+
+    def __init__(self, url, channel):
+        self.url, self.channel, self.connection = url, channel, None
+
+    def wait(self, timeout=None):
+        """``(rows, reconnected)``: the rows announced, and whether some may have been missed."""
+        reconnected = False
+        if self.connection is None:
+            self.connect()
+            reconnected = True
+        try:
+            notices = self.connection.notifies(timeout=timeout, stop_after=1)
+            return [json.loads(notice.payload) for notice in notices], reconnected
+        except psycopg.Error:
+            self.close()
+            time.sleep(self.RECONNECT_SECONDS)
+            return [], False
+
+    def connect(self):
+        while True:
+            try:
+                self.connection = psycopg.connect(self.url, autocommit=True)
+                self.connection.execute(f"LISTEN {self.channel}")
+                return
+            except psycopg.Error:
+                self.close()
+                time.sleep(self.RECONNECT_SECONDS)
+
+    def close(self):
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None

@@ -11,7 +11,6 @@ within AUTH_TIMEOUT_SECONDS of connecting.
 import heapq
 import itertools
 import json
-import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -19,8 +18,8 @@ from dataclasses import dataclass
 
 import socketio
 
-from . import auth, events, fanout
-from .db import get_db
+from . import auth, events, fanout, postgres
+from .db import DatabaseError, get_db
 from .errors import APIError
 
 AUTH_TIMEOUT_SECONDS = 15
@@ -29,6 +28,8 @@ AUTH_TIMEOUT_SECONDS = 15
 MAX_PENDING_PER_ADDRESS = 16
 PING_INTERVAL_SECONDS = 25
 PRUNE_EVERY_SECONDS = 60
+# A PostgreSQL listener that (re)connects re-reads this much before it lost track.
+RECONNECT_OVERLAP_SECONDS = 5
 # The -wal file changes when a commit starts writing, a moment before the
 # commit can be read: after each change the outbox is read again at these
 # intervals (seconds), then the listener sleeps until the next change.
@@ -105,13 +106,13 @@ class Realtime:
             self.schedule(time.time() + AUTH_TIMEOUT_SECONDS, sid, "authentication_timeout")
             return True
         try:
-            user, claims = self.check(token)
+            user, claims, last_event_id = self.check(token, payload.get("last_event_id"))
         except Unauthorized as error:
             self.forget(sid)
             raise socketio.exceptions.ConnectionRefusedError(
                 error.detail, {"code": error.code, "detail": error.detail}
             ) from None
-        self.server.start_background_task(self.after_connect, sid, user, claims, payload.get("last_event_id"))
+        self.server.start_background_task(self.after_connect, sid, user, claims, last_event_id)
         return True
 
     def after_connect(self, sid, user, claims, last_event_id):
@@ -125,7 +126,7 @@ class Realtime:
     def on_authenticate(self, sid, data=None):
         data = data if isinstance(data, dict) else {}
         try:
-            user, claims = self.check(data.get("token"))
+            user, claims, last_event_id = self.check(data.get("token"), data.get("last_event_id"))
             with self.lock:
                 socket = self.sockets.get(sid)
                 if socket is not None and socket.user_id not in (None, user["id"]):
@@ -135,16 +136,23 @@ class Realtime:
             self.server.disconnect(sid)
             return
         self.server.emit("authenticated", {"user_id": user["id"]}, to=sid)
-        self.bind(sid, user, claims, data.get("last_event_id"))
+        self.bind(sid, user, claims, last_event_id)
 
-    def check(self, token):
-        """The user and claims of a valid token, checked live as on HTTP; else Unauthorized."""
+    def check(self, token, last_event_id=None):
+        """``(user, claims, last_event_id)`` for a valid token, checked live as on HTTP; else Unauthorized.
+
+        Without a ``last_event_id`` from the client, it is the user's newest
+        event at this moment: whatever happens from now on reaches the socket.
+        """
         with self.app.app_context():
             try:
-                return auth.user_for_token(token)
+                user, claims = auth.user_for_token(token)
+                if not is_event_id(last_event_id):
+                    last_event_id = events.newest(get_db(), user["id"])
+                return user, claims, last_event_id
             except APIError as error:
                 raise Unauthorized(error.code, error.detail) from None
-            except sqlite3.Error:
+            except DatabaseError:
                 self.app.logger.exception("realtime: checking a token failed")
                 raise Unauthorized("database_unavailable", "The database is unavailable; try again.") from None
 
@@ -167,11 +175,7 @@ class Realtime:
     def catch_up(self, sid, socket, last_event_id):
         """Send what a reconnecting client missed, in order, before any live event (lock held)."""
         with self.app.app_context():
-            db = get_db()
-            if not is_event_id(last_event_id):
-                socket.last_event_id = events.newest(db, socket.user_id)
-                return
-            rows, oldest, newest = events.missed(db, socket.user_id, last_event_id, self.replay_seconds)
+            rows, oldest, newest = events.missed(get_db(), socket.user_id, last_event_id, self.replay_seconds)
         if oldest > last_event_id + 1 and newest > last_event_id:
             self.server.emit("replay_incomplete", {"oldest_event_id": oldest}, to=sid)
         else:
@@ -246,14 +250,38 @@ class Realtime:
             if self.started:
                 return
             self.started = True
-            # Watch first, then note where the outbox stands: no commit falls between.
-            watcher = fanout.CommitWatcher(self.app.config["DATABASE"])
-            with self.app.app_context():
-                self.seen_id = events.last_id(get_db())
+            database = self.app.config["DATABASE"]
+            if postgres.is_url(database):
+                listen, watcher = self.listen_notifications, fanout.Notifications(database, events.CHANNEL)
+            else:
+                # Watch first, then note where the outbox stands: no commit falls between.
+                listen, watcher = self.listen_commits, fanout.CommitWatcher(database)
+                with self.app.app_context():
+                    self.seen_id = events.last_id(get_db())
         self.server.start_background_task(self.run_deadlines)
-        self.server.start_background_task(self.listen, watcher)
+        self.server.start_background_task(listen, watcher)
 
-    def listen(self, watcher):
+    def listen_notifications(self, watcher):
+        """PostgreSQL: deliver each NOTIFYed row; after (re)connecting, what may have been missed."""
+        started, pruned_at = time.time(), 0
+        while True:
+            rows, reconnected = watcher.wait(PRUNE_EVERY_SECONDS)
+            try:
+                with self.app.app_context():
+                    db = get_db()
+                    if reconnected:
+                        # Delivery skips what a socket has seen; an ended session ends once.
+                        rows = list(events.since(db, int(started) - RECONNECT_OVERLAP_SECONDS)) + rows
+                    self.deliver(rows)
+                    if time.time() - pruned_at > PRUNE_EVERY_SECONDS:
+                        pruned_at = time.time()
+                        events.prune(db, self.replay_seconds)
+                started = time.time()
+            except Exception:  # the listener must outlive any one failure
+                self.app.logger.exception("realtime: delivering the outbox failed")
+
+    def listen_commits(self, watcher):
+        """SQLite: after each commit on this host, deliver the rows not seen yet."""
         pruned_at, rechecks = 0, iter(())
         while True:
             if watcher.wait(next(rechecks, None)):
@@ -271,7 +299,7 @@ class Realtime:
     def deliver(self, rows):
         with self.lock:
             for row in rows:
-                self.seen_id = row["id"]
+                self.seen_id = max(self.seen_id, row["id"])
                 data = json.loads(row["data"])
                 for sid in list(self.by_user.get(row["user_id"], ())):
                     socket = self.sockets[sid]

@@ -373,3 +373,30 @@ def test_unauthenticated_sockets_are_bounded_per_address(start_gunicorn, listene
         extra.connect()
     assert extra.expect("connect_error")["code"] == "too_many_connections"
     assert server.call("GET", "/health").status == 200
+
+
+def test_on_postgresql_events_and_endings_cross_hosts(tmp_path, postgres_server, listeners):
+    """Two gunicorns on one PostgreSQL database (two hosts, as far as the sockets can tell)."""
+    postgres_server.empty(postgres_server.template)
+    url = postgres_server.url(postgres_server.template)
+    host_a = launch(tmp_path, workers=2, name="host-a", DATABASE_URL=url)
+    host_b = launch(tmp_path, workers=2, name="host-b", DATABASE_URL=url)
+    try:
+        _, token = register_and_login(host_b, "travis")
+        socket = listeners(host_a, auth={"token": token})
+        other_session = listeners(host_a, auth={"token": log_in(host_b, "travis")["access_token"]})
+
+        pet = add_pet(host_b, token)
+        assert socket.next() == ("pet_created", {**pet, "event_id": 1})
+        assert other_session.next() == ("pet_created", {**pet, "event_id": 1})
+
+        assert host_b.call("POST", "/auth/logout", token=token).status == 204
+        assert socket.expect("session_ended") == {"code": "logged_out"}
+        assert socket.expect("disconnect") == SERVER_DISCONNECT
+        assert other_session.silent() and other_session.client.connected
+
+        replayed = listeners(host_b, auth={"token": log_in(host_a, "travis")["access_token"], "last_event_id": 0})
+        assert replayed.next() == ("pet_created", {**pet, "event_id": 1})
+    finally:
+        host_a.stop()
+        host_b.stop()

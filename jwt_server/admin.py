@@ -99,6 +99,14 @@ def administer_from_cli(user, **changes):
         ) from None
 
 
+def change_flags(username, **changes):
+    """Promote, demote, disable or enable from the command line, as PATCH /users/<id> does."""
+    user = existing_user(username)
+    administer_from_cli(user, **changes)
+    audit_changes(user, changes, via="cli")
+    return user
+
+
 @bp.cli.command("list-users")
 def list_users_command():
     """List every user: id, username, admin, disabled, created, last login."""
@@ -115,9 +123,7 @@ def list_users_command():
 @click.option("--on/--off", "is_admin", required=True, help="Make the user an administrator, or not.")
 def set_admin_command(username, is_admin):
     """Promote (--on) or demote (--off) a user."""
-    user = existing_user(username)
-    administer_from_cli(user, is_admin=is_admin)
-    audit_changes(user, {"is_admin": is_admin}, via="cli")
+    user = change_flags(username, is_admin=is_admin)
     click.echo(f"{user['username']} is {'now' if is_admin else 'no longer'} an administrator.")
 
 
@@ -125,9 +131,7 @@ def set_admin_command(username, is_admin):
 @click.argument("username")
 def disable_user_command(username):
     """Disable a user: no login, every session ends."""
-    user = existing_user(username)
-    administer_from_cli(user, disabled=True)
-    audit_changes(user, {"disabled": True}, via="cli")
+    user = change_flags(username, disabled=True)
     click.echo(f"{user['username']} is disabled; their sessions have ended.")
 
 
@@ -135,9 +139,7 @@ def disable_user_command(username):
 @click.argument("username")
 def enable_user_command(username):
     """Enable a disabled user again (their old sessions stay ended)."""
-    user = existing_user(username)
-    administer_from_cli(user, disabled=False)
-    audit_changes(user, {"disabled": False}, via="cli")
+    user = change_flags(username, disabled=False)
     click.echo(f"{user['username']} is enabled.")
 
 

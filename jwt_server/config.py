@@ -96,6 +96,8 @@ SETTINGS = (
     Setting("LOGIN_MAX_FAILURES", 5, integer(1, 1000), "LOGIN_MAX_FAILURES"),
     Setting("LOGIN_LOCKOUT", 60, integer(1, 86400), "LOGIN_LOCKOUT"),
     Setting("TRUSTED_PROXIES", 0, integer(0, 10), "TRUSTED_PROXIES"),
+    Setting("MAX_PETS_PER_USER", 10000, integer(1, 10**9), "MAX_PETS_PER_USER"),
+    Setting("MAX_SESSIONS_PER_USER", 100, integer(1, 10**6), "MAX_SESSIONS_PER_USER"),
     # Read by gunicorn.conf.py only.
     Setting("PORT", 8000, integer(1, 65535)),
     Setting("BIND", None, bind_address),

@@ -8,10 +8,17 @@ import multiprocessing
 import os
 
 from jwt_server.config import load_config, read, read_or_create_secret
+from jwt_server.db import prepare_before_fork
 
 _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:
     read_or_create_secret()
+# The database is created (mode 0600) and migrated here, in the master, at
+# start and on reload, before workers fork: a worker only opens the file, so
+# one respawned after the file was deleted answers 503 instead of starting
+# an empty database in its place. A database that cannot be brought up to
+# date stops gunicorn here, with one line, rather than every worker in turn.
+prepare_before_fork(_settings["DATABASE"])
 
 # Loopback (or a unix socket) only: nginx is the one client, and the app
 # believes its X-Forwarded-For (TRUSTED_PROXIES), so no one else may connect.
@@ -19,7 +26,10 @@ bind = [read(os.environ, "BIND") or f"127.0.0.1:{read(os.environ, 'PORT')}"]
 
 # Threads let one worker serve other requests while a login waits on bcrypt,
 # which releases the GIL: logins run in parallel, and keep-alive works.
-worker_class = "gthread"
+# jwt_server.worker's ThreadWorker is gunicorn's gthread worker whose own
+# errors (414, 431, a malformed request or chunked body) are the app's problem
+# documents, and which holds a chunked body to the app's 64 KiB limit.
+worker_class = "jwt_server.worker.ThreadWorker"
 workers = read(os.environ, "WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1
 threads = 4
 # A worker whose main loop is silent this long is killed and replaced. With

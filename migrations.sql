@@ -106,7 +106,13 @@ CREATE TABLE login_throttle (
 ) WITHOUT ROWID;
 CREATE INDEX login_throttle_updated_at ON login_throttle (updated_at);
 
--- step 6: refresh-token bookkeeping constant per session, and a credentials
+-- step 6: administration. A disabled account cannot log in and its sessions
+-- end; last_login_at (UTC, whole seconds, like created_at) moves on each
+-- successful login, as the original Express seed's lastLogin did.
+ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
+ALTER TABLE users ADD COLUMN last_login_at TEXT;
+
+-- step 7: refresh-token bookkeeping constant per session, and a credentials
 -- version. A refresh token is now "<session id>.<generation>.<random>.<tag>":
 -- the session keeps the SHA-256 of its current token's random part and the
 -- generation it has reached; an older token of the session is recognised by

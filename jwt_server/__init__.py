@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, auth, config, db, errors, headers, meta, pets, security, users
+from . import admin, audit, auth, config, db, errors, headers, meta, pets, security, users, validation
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -24,10 +24,15 @@ def create_app(overrides=None):
     errors.init_app(app)
     audit.init_app(app)
     headers.init_app(app)
+    # Before any route exists: rules take these when they are added.
+    app.url_map.converters["int"] = validation.AsciiIntegerConverter
+    app.url_map.merge_slashes = False  # /pets//1 is a 404, not a redirect that echoes Host
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
+    db.one_line_cli_errors(app)
     CORS(app, **cors_options(app.config["CORS_ORIGINS"], app.config["AUTH_COOKIE"]))
     if app.config["TRUSTED_PROXIES"]:
         # Believe X-Forwarded-* only from as many proxies as are really in front.

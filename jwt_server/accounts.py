@@ -8,12 +8,24 @@ import sqlite3
 
 from . import security, sessions
 from .db import transaction
-from .exceptions import AccountGone, InvalidCredentials, UsernameTaken
+from .exceptions import AccountGone, InvalidCredentials, LastAdministrator, UserNotFound, UsernameTaken
 from .validation import is_text
 
-USER_COLUMNS = "id, username, is_admin, created_at"
+USER_COLUMNS = "id, username, is_admin, disabled, created_at, last_login_at"
 # What a password check reads: the hash, and the version a password change moves.
 CREDENTIAL_COLUMNS = "password_hash, credentials_version"
+
+
+def public(user):
+    """The user as clients see it: never a hash."""
+    return {
+        "id": user["id"],
+        "username": user["username"],
+        "is_admin": bool(user["is_admin"]),
+        "disabled": bool(user["disabled"]),
+        "created_at": user["created_at"],
+        "last_login_at": user["last_login_at"],
+    }
 
 
 def find_by_username(db, username):
@@ -84,7 +96,50 @@ def rehash(db, user, password, rounds):
     )
 
 
+def record_login(db, user_id):
+    db.execute(
+        "UPDATE users SET last_login_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?", (user_id,)
+    )
+
+
 def delete(db, user_id):
     """Delete a user; pets and sessions go too (ON DELETE CASCADE). AccountGone if already gone."""
     if not db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount:
         raise AccountGone()
+
+
+def administer(db, user_id, *, is_admin=None, disabled=None, delete_user=False):
+    """Promote, demote, disable, enable or delete a user, keeping an enabled administrator.
+
+    Returns the user row before the change (None values leave a flag as it
+    is). Disabling ends every session of the user. The check and the change
+    are one transaction, so two administrators demoting each other at once
+    cannot both succeed. Raises UserNotFound or LastAdministrator.
+    """
+    with transaction(db):
+        user = find_by_id(db, user_id)
+        if user is None:
+            raise UserNotFound(user_id)
+        stays_admin = not delete_user and (user["is_admin"] if is_admin is None else is_admin) and not (
+            user["disabled"] if disabled is None else disabled
+        )
+        if user["is_admin"] and not user["disabled"] and not stays_admin and not other_enabled_admin(db, user_id):
+            raise LastAdministrator(user_id)
+        if delete_user:
+            delete(db, user_id)
+            return user
+        db.execute(
+            """
+            UPDATE users SET is_admin = COALESCE(?, is_admin), disabled = COALESCE(?, disabled) WHERE id = ?
+            """,
+            (None if is_admin is None else int(is_admin), None if disabled is None else int(disabled), user_id),
+        )
+        if disabled:
+            sessions.revoke(db, user_id=user_id)
+    return user
+
+
+def other_enabled_admin(db, user_id):
+    return db.execute(
+        "SELECT 1 FROM users WHERE is_admin = 1 AND disabled = 0 AND id != ? LIMIT 1", (user_id,)
+    ).fetchone() is not None

@@ -1,5 +1,6 @@
 """The auth blueprint: log in, refresh, log out; the Bearer decorators."""
 import functools
+import re
 import time
 
 import jwt
@@ -14,7 +15,8 @@ from .validation import is_text, read_body, required_text
 bp = Blueprint("auth", __name__)
 
 REFRESH_COOKIE = "refresh_token"
-_B64TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
+# A JWS in compact form: three base64url segments, unpadded (RFC 7515 section 2).
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def invalid_token(detail="The access token is invalid."):
@@ -33,7 +35,7 @@ def bearer_token():
             headers=challenge(),
         )
     token = token.strip(" ")
-    if not token or not _B64TOKEN.issuperset(token) or "=" in token.rstrip("="):
+    if not _COMPACT_JWS.fullmatch(token):
         raise invalid_token()
     return token
 
@@ -48,9 +50,10 @@ def authenticated_user():
         raise invalid_token() from None
     user = get_db().execute(
         """
-        SELECT users.id, username, is_admin, users.created_at, sessions.id AS session_id
+        SELECT users.id, username, is_admin, disabled, users.created_at, last_login_at,
+               sessions.id AS session_id
         FROM sessions JOIN users ON users.id = sessions.user_id
-        WHERE sessions.id = ? AND users.id = ? AND revoked_at IS NULL AND expires_at > ?
+        WHERE sessions.id = ? AND users.id = ? AND revoked_at IS NULL AND expires_at > ? AND disabled = 0
         """,
         (int(claims["sid"]), int(claims["sub"]), int(time.time())),
     ).fetchone()
@@ -137,6 +140,9 @@ def check_credentials(username, password):
         audit.event("login_failed", user_id, locked_out=locks)
         raise InvalidCredentials()
     throttle.forgive(db, username, ip)
+    if user["disabled"]:
+        audit.event("login_refused_disabled", user_id)
+        raise APIError(403, "account_disabled", "This account is disabled; ask an administrator.")
     if check.needs_rehash:
         accounts.rehash(db, user, password, config["BCRYPT_ROUNDS"])
     return user
@@ -174,6 +180,7 @@ def login():
     except InvalidCredentials:
         audit.event("login_failed", user["id"], reason="credentials_changed")
         raise
+    accounts.record_login(db, user["id"])
     audit.event("login_succeeded", user["id"], session_id=session_id)
     return token_response(user, session_id, refresh_token, expires_at)
 

@@ -180,26 +180,42 @@ def cors_origins(value):
 def read_or_create_secret(path=SECRET_PATH):
     """The signing secret kept in ``path``, generated (256 bits) on first use.
 
+    A file this process cannot read or create is one line naming it: the
+    usual cause is a command run as root that created it for root alone.
+    """
+    try:
+        if not path.exists():
+            create_secret(path)
+        secret = path.read_text().strip()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read or create {path} ({error.strerror}). It and its directory must belong to the "
+            f"user the server runs as (chown <that user> {path}), and flask commands must run as that "
+            "user too; or set JWT_SECRET."
+        ) from None
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{path} holds a secret shorter than {MIN_SECRET_BYTES} bytes; delete it to generate a new one.")
+    return secret
+
+
+def create_secret(path):
+    """Write a new secret to ``path`` unless another process gets there first.
+
     Workers starting together must end up with one secret: each writes its
     candidate to a private temporary file, then ``os.link`` publishes it
     under the real name, which fails if another worker got there first. The
     file under the real name is therefore always complete when it appears.
     """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as file:
-                file.write(secrets.token_hex(32) + "\n")
-                file.flush()
-                os.fsync(file.fileno())
-            os.link(candidate, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(candidate)
-    secret = path.read_text().strip()
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise ConfigError(f"{path} holds a secret shorter than {MIN_SECRET_BYTES} bytes; delete it to generate a new one.")
-    return secret
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_hex(32) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(candidate, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(candidate)

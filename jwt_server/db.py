@@ -4,6 +4,9 @@ Opening a connection costs about as much as the rest of a small request, so
 each worker thread keeps its own open connection and lends it to one request
 at a time: ``get_db()`` puts it on ``g``, and the teardown hands it back,
 rolled back if a request left a transaction open, or closed after an error.
+A kept connection is lent only while its file is still the one at the path:
+one that was deleted or replaced under it would take writes no one will ever
+read.
 
 Connections run in autocommit mode (``isolation_level=None``): a single
 statement commits by itself, and a write that spans statements is wrapped in
@@ -13,6 +16,10 @@ reader upgrading to a writer while another process writes fails at once with
 "database is locked", whatever the busy timeout; BEGIN IMMEDIATE waits for
 the lock instead.
 """
+import copy
+import functools
+import os
+import pwd
 import re
 import sqlite3
 import threading
@@ -21,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+import click
 from flask import current_app, g
 
 MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations.sql"
@@ -34,10 +42,31 @@ _STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
 # (past the busy timeout), read-only, I/O error, full, cannot open.
 TRANSIENT_SQLITE_CODES = {5, 6, 8, 10, 13, 14}
 _TRANSIENT_MESSAGES = ("locked", "busy", "readonly", "read-only", "disk i/o", "full", "unable to open")
+SQLITE_CANTOPEN = 14
+
+# Databases this process created and migrated before forking: in gunicorn's
+# master (gunicorn.conf.py). A worker forked from it only opens them, so a
+# worker respawned after the file was deleted cannot create an empty one.
+_prepared_before_fork = set()
 
 
-class MigrationError(RuntimeError):
-    pass
+class MigrationError(SystemExit):
+    """The database cannot be opened or brought up to date; the line says why and what to do.
+
+    A SystemExit, like config.ConfigError, so that wherever migrate runs
+    (gunicorn's master, ``flask --app wsgi ...``, a script) Python prints this
+    one line and exits with status 1, instead of a traceback per process.
+    """
+
+    def __init__(self, message):
+        super().__init__(f"jwt-server: {message}")
+
+
+class DatabaseFileGone(sqlite3.OperationalError):
+    """The database file was deleted or replaced while the server ran."""
+
+    # As SQLite reports a file it cannot open: a retry can find one at the path.
+    sqlite_errorcode = SQLITE_CANTOPEN
 
 
 def is_transient(error):
@@ -66,16 +95,38 @@ def connect(path):
     return connection
 
 
+def file_identity(path):
+    """``(device, inode)`` of the file at ``path``."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise DatabaseFileGone(f"{path} does not exist") from None
+    return status.st_dev, status.st_ino
+
+
 def get_db():
     if "db" not in g:
-        idle = current_app.extensions["jwt_server.connections"]
         path = current_app.config["DATABASE"]
-        connection = getattr(idle, "connection", None)
-        if connection is None or idle.path != path:
-            connection = connect(path)
-        idle.connection = None
-        g.db, g.db_path = connection, path
+        g.db, g.db_file = borrow_connection(path)
+        g.db_path = path
     return g.db
+
+
+def borrow_connection(path):
+    """The thread's kept connection to ``path`` and the file it reads, or a new one."""
+    idle = current_app.extensions["jwt_server.connections"]
+    kept, idle.connection = getattr(idle, "connection", None), None
+    if kept is None or idle.path != path:
+        connection = connect(path)
+        return connection, file_identity(path)
+    try:
+        if file_identity(path) == idle.file:
+            return kept, idle.file
+    except DatabaseFileGone:
+        kept.close()
+        raise
+    kept.close()
+    raise DatabaseFileGone(f"{path} was replaced since this connection opened it")
 
 
 def release_db(exception=None):
@@ -87,7 +138,7 @@ def release_db(exception=None):
         connection.close()
         return
     idle = current_app.extensions["jwt_server.connections"]
-    idle.connection, idle.path = connection, g.pop("db_path")
+    idle.connection, idle.path, idle.file = connection, g.pop("db_path"), g.pop("db_file")
 
 
 @contextmanager
@@ -136,32 +187,107 @@ def migrate(path, migrations_path=MIGRATIONS_PATH):
     read again after BEGIN IMMEDIATE, so the first worker applies the steps
     and the others, waiting on the lock, find nothing left to do.
     """
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     steps = migration_steps(Path(migrations_path).read_text())
-    latest = steps[-1][0]
-    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS * 3, isolation_level=None)
     try:
-        enable_wal(connection)
-        connection.execute("PRAGMA foreign_keys = OFF")
-        if schema_version(connection) == latest:
-            return
-        with transaction(connection):
-            current = schema_version(connection)
-            if current > latest:
-                raise MigrationError(
-                    f"{path} is at schema step {current}, newer than this code's {latest}"
-                )
-            for number, statements in steps[current:]:
-                for statement in statements:
-                    try:
-                        connection.execute(statement)
-                    except sqlite3.Error as error:
-                        raise MigrationError(f"migration step {number} failed on {path}: {error}") from error
-            if connection.execute("PRAGMA foreign_key_check").fetchone():
-                raise MigrationError(f"migration to step {latest} left broken foreign keys in {path}")
-            connection.execute(f"PRAGMA user_version = {int(latest)}")
-    finally:
-        connection.close()
+        create_if_absent(path)
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS * 3, isolation_level=None)
+        try:
+            enable_wal(connection)
+            connection.execute("PRAGMA foreign_keys = OFF")
+            if schema_version(connection) != steps[-1][0]:
+                apply_steps(connection, path, steps)
+        finally:
+            connection.close()
+    except (sqlite3.Error, OSError) as error:
+        raise MigrationError(f"cannot open {path}: {explain(error, path)}") from None
+
+
+def apply_steps(connection, path, steps):
+    latest = steps[-1][0]
+    with transaction(connection):
+        current = schema_version(connection)
+        if current > latest:
+            raise MigrationError(
+                f"cannot upgrade {path}: it is at schema step {current}, newer than this code's {latest}; "
+                "run the newer code, or restore the backup taken before it ran"
+            )
+        for number, statements in steps[current:]:
+            for statement in statements:
+                try:
+                    connection.execute(statement)
+                except sqlite3.Error as error:
+                    reason = why_step_failed(connection, number, error)
+                    raise MigrationError(f"cannot upgrade {path}: {reason}") from None
+        if connection.execute("PRAGMA foreign_key_check").fetchone():
+            raise MigrationError(f"cannot upgrade {path}: step {latest} left broken foreign keys")
+        connection.execute(f"PRAGMA user_version = {int(latest)}")
+
+
+def why_step_failed(connection, number, error):
+    """What an operator must know about a failed step: for duplicate usernames, which ones and the fix."""
+    pairs = usernames_differing_by_case(connection) if isinstance(error, sqlite3.IntegrityError) else []
+    if not pairs:
+        return f"migration step {number} failed: {error}"
+    named = ", ".join(
+        f"{first!r} (id {first_id}) and {second!r} (id {second_id})" for first_id, first, second_id, second in pairs
+    )
+    return (
+        f"usernames {named} differ only by case; rename one of each pair "
+        f"(UPDATE users SET username = 'new name' WHERE id = {pairs[0][2]}) and start again"
+    )
+
+
+def usernames_differing_by_case(connection):
+    """``[(id, username, other id, other username), ...]``: the pairs a case-blind unique index refuses."""
+    return connection.execute(
+        """
+        SELECT first.id, first.username, second.id, second.username
+        FROM users AS first JOIN users AS second
+            ON lower(second.username) = lower(first.username) AND second.id > first.id
+        ORDER BY first.id, second.id
+        """
+    ).fetchall()
+
+
+def explain(error, path):
+    """One line on a database or file error, with what to do about it."""
+    if isinstance(error, OSError):
+        return f"{error.strerror} ({error.filename})"
+    message = str(error)
+    if "locked" in message or "busy" in message:
+        return f"{message}: another process held the write lock for {BUSY_TIMEOUT_SECONDS} s; try again"
+    if any(word in message for word in ("readonly", "read-only", "unable to open")):
+        return (
+            f"{message}: the user running this ({current_user()}) must be able to write {path} and its "
+            "directory, where SQLite keeps its -wal and -shm files; run it as the service's user"
+        )
+    return message
+
+
+def current_user():
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def create_if_absent(path):
+    """An empty file (an empty database to SQLite) that only its owner can read.
+
+    It will hold password hashes. SQLite gives the -wal and -shm files it
+    makes next to it the same permissions.
+    """
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def prepare_before_fork(path):
+    """Create and migrate the database in gunicorn's master, before any worker starts."""
+    migrate(path)
+    _prepared_before_fork.add(path)
 
 
 def enable_wal(connection):
@@ -188,6 +314,39 @@ def schema_version(connection):
 
 
 def init_app(app):
-    migrate(app.config["DATABASE"])
+    if app.config["DATABASE"] not in _prepared_before_fork:
+        migrate(app.config["DATABASE"])
     app.extensions["jwt_server.connections"] = threading.local()
     app.teardown_appcontext(release_db)
+
+
+def one_line_cli_errors(app, group=None):
+    """Let every command on ``app.cli`` end a database it cannot use with one line, not a traceback.
+
+    A database that stays locked, or a file or directory the command's user
+    cannot write, is click's ``Error: ...`` and exit status 1; a bug still
+    shows its traceback. Blueprints share their Command objects between apps,
+    so each app gets copies.
+    """
+    group = group or app.cli
+    for name, command in group.commands.items():
+        command = copy.copy(command)
+        if isinstance(command, click.Group):
+            command.commands = dict(command.commands)
+            one_line_cli_errors(app, command)
+        else:
+            command.callback = _reporting_database_errors(command.callback, app.config["DATABASE"])
+        group.commands[name] = command
+
+
+def _reporting_database_errors(callback, path):
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except sqlite3.Error as error:
+            if not is_transient(error):
+                raise
+            raise click.ClickException(f"{path}: {explain(error, path)}") from None
+
+    return run

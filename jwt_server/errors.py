@@ -19,9 +19,11 @@ from .exceptions import (
     DomainError,
     InvalidCredentials,
     InvalidRefreshToken,
+    LastAdministrator,
     LockedOut,
     RefreshTokenReused,
     UsernameTaken,
+    UserNotFound,
 )
 from .headers import request_id
 
@@ -44,6 +46,12 @@ _DETAILS = {
 # entry of its own gets its parent's.
 _DOMAIN_PROBLEMS = {
     UsernameTaken: (409, "username_taken", "That username is already taken."),
+    UserNotFound: (404, "user_not_found", "There is no user with this id."),
+    LastAdministrator: (
+        409,
+        "last_admin",
+        "This would leave no enabled administrator; promote another user first.",
+    ),
     InvalidRefreshToken: (
         401,
         "invalid_refresh_token",

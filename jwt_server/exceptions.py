@@ -14,6 +14,14 @@ class UsernameTaken(DomainError):
     pass
 
 
+class UserNotFound(DomainError):
+    pass
+
+
+class LastAdministrator(DomainError):
+    """The change would leave no enabled administrator."""
+
+
 class InvalidRefreshToken(DomainError):
     """Unknown, expired or revoked."""
 

@@ -97,8 +97,10 @@ def list_pets():
     limit = query_int("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     after = query_int("after", 0, 0, MAX_ID)
     species = request.args.get("species")
-    if species is not None and check_species(species):
-        raise validation_error([field_error("species", check_species(species))])
+    if species is not None:
+        if message := check_species(species):
+            raise validation_error([field_error("species", message)])
+        species = species.strip()  # as pet_fields stores it
     rows = get_db().execute(
         """
         SELECT id, name, species FROM pets

@@ -80,10 +80,10 @@ def open_session(db, user, ttl, user_agent, ip, *, secret, max_sessions):
     """A new session for ``user``: ``(session_id, refresh_token, expires_at)``.
 
     ``user`` is the row whose password the login verified. The session is
-    opened only if its ``credentials_version`` is still the user's, in the
-    same transaction as the insert: a password change that committed while
-    the login was in bcrypt, or the account's deletion, raises
-    InvalidCredentials instead. Past ``max_sessions`` the least recently used
+    opened only if its ``credentials_version`` is still the user's and the
+    account is enabled, in the same transaction as the insert: a password
+    change that committed while the login was in bcrypt, or the account's
+    deletion or disabling, raises InvalidCredentials instead. Past ``max_sessions`` the least recently used
     sessions make room.
     """
     now = int(time.time())
@@ -93,7 +93,7 @@ def open_session(db, user, ttl, user_agent, ip, *, secret, max_sessions):
         row = db.execute(
             """
             INSERT INTO sessions (user_id, refresh_token_hash, created_at, last_used_at, expires_at, user_agent, ip)
-            SELECT id, ?, ?, ?, ?, ?, ? FROM users WHERE id = ? AND credentials_version = ?
+            SELECT id, ?, ?, ?, ?, ?, ? FROM users WHERE id = ? AND credentials_version = ? AND disabled = 0
             RETURNING id, expires_at
             """,
             (token_hash(random), now, now, now + ttl, (user_agent or "")[:USER_AGENT_MAX], ip,

@@ -7,6 +7,7 @@ So a burst of parallel guesses across every worker gets at most
 locks the pair at once, while its own comparison is still running.
 """
 import hashlib
+import ipaddress
 import time
 
 from . import audit
@@ -21,13 +22,30 @@ def username_key(username):
     return hashlib.sha256(username.lower().encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def client_key(ip):
+    """The client an address belongs to: an IPv6 address by its /64, a mapped IPv4 one as IPv4.
+
+    One subscriber gets a whole /64 and can pick any address in it, and a
+    dual-stack socket reports IPv4 clients as ``::ffff:a.b.c.d``.
+    """
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6 and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    if address.version == 6:
+        return str(ipaddress.ip_network((address, 64), strict=False))
+    return str(address)
+
+
 def count_attempt(db, username, ip, max_failures, lockout, user_id=None):
     """Count a login attempt, or raise LockedOut if the pair is locked out.
 
     Returns True when this attempt, if it fails, starts a lockout. ``user_id``
     (None for an unknown username) is only for the audit line.
     """
-    key = username_key(username)
+    key, ip = username_key(username), client_key(ip)
     with transaction(db):
         now = int(time.time())  # once the lock is held: the lock may take a second to get
         row = db.execute(
@@ -61,7 +79,8 @@ def count_attempt(db, username, ip, max_failures, lockout, user_id=None):
 def forgive(db, username, ip):
     """A successful login resets the pair's count."""
     db.execute(
-        "DELETE FROM login_throttle WHERE username_key = ? AND ip = ?", (username_key(username), ip)
+        "DELETE FROM login_throttle WHERE username_key = ? AND ip = ?",
+        (username_key(username), client_key(ip)),
     )
 
 

@@ -3,22 +3,13 @@ import click
 from flask import Blueprint, current_app, g, request
 
 from . import accounts, audit, security, sessions, throttle
-from .auth import admin_required, token_required
+from .auth import token_required
 from .db import MAX_ID, get_db
 from .errors import APIError, validation_error
 from .exceptions import AccountGone, InvalidCredentials, UsernameTaken
 from .validation import check_new_password, check_username, field_error, read_body, required_text
 
 bp = Blueprint("users", __name__, cli_group=None)
-
-
-def user_json(user):
-    return {
-        "id": user["id"],
-        "username": user["username"],
-        "is_admin": bool(user["is_admin"]),
-        "created_at": user["created_at"],
-    }
 
 
 def new_user_errors(username, password):
@@ -65,19 +56,13 @@ def register():
         raise validation_error(errors)
     user = accounts.create(get_db(), body["username"], body["password"], current_app.config["BCRYPT_ROUNDS"])
     audit.event("user_registered", user["id"])
-    return user_json(user), 201
+    return accounts.public(user), 201
 
 
 @bp.get("/users/me")
 @token_required
 def me():
-    return user_json(g.user)
-
-
-@bp.get("/users")
-@admin_required
-def list_users():
-    return [user_json(row) for row in accounts.list_all(get_db())]
+    return accounts.public(g.user)
 
 
 @bp.put("/users/me/password")
@@ -147,11 +132,18 @@ def revoke_all_sessions():
     return "", 204
 
 
+def acceptable_password(value):
+    if message := check_new_password(value):
+        raise click.UsageError(message)
+    return value
+
+
 def prompt_password():
-    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if message := check_new_password(password):
-        raise click.ClickException(message)
-    return password
+    """Ask twice; a password too short or mistyped is asked for again."""
+    try:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True, value_proc=acceptable_password)
+    except click.Abort:
+        raise click.ClickException("No password was set: the input ended before one was confirmed.") from None
 
 
 @bp.cli.command("create-user")
@@ -161,6 +153,8 @@ def create_user_command(username, admin):
     """Create a user (asks for the password twice) and print its id."""
     if message := check_username(username):
         raise click.ClickException(message)
+    if accounts.find_by_username(get_db(), username) is not None:
+        raise click.ClickException("That username is already taken.")
     try:
         user = accounts.create(get_db(), username, prompt_password(), current_app.config["BCRYPT_ROUNDS"], admin)
     except UsernameTaken:

@@ -7,6 +7,7 @@ import json
 import re
 
 from flask import request
+from werkzeug.routing import IntegerConverter
 
 from .errors import APIError, validation_error
 from .security import normalized
@@ -15,6 +16,17 @@ JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
 _USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
+
+
+class AsciiIntegerConverter(IntegerConverter):
+    """``<int:...>`` of ASCII digits only.
+
+    Werkzeug's own takes any Unicode digit (``\\d``): a fullwidth or an
+    Arabic-Indic one would name pet 1.
+    """
+
+    regex = r"[0-9]+"
+    signed_regex = r"-?[0-9]+"
 
 
 def read_body(*, form_allowed=False):

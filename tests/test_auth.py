@@ -12,7 +12,7 @@ from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, login, r
 
 CHALLENGE = 'Bearer realm="jwt-server"'
 INVALID_CREDENTIALS = "Incorrect username and/or password."
-USER_KEYS = {"id", "username", "is_admin", "created_at"}
+USER_KEYS = {"id", "username", "is_admin", "disabled", "created_at", "last_login_at"}
 
 
 def users_table(database):
@@ -498,8 +498,11 @@ def test_me_returns_the_caller(client, auth_headers, database):
         "id": row["id"],
         "username": "travis",
         "is_admin": False,
+        "disabled": False,
         "created_at": row["created_at"],
+        "last_login_at": row["last_login_at"],
     }
+    assert row["last_login_at"] is not None
     assert "no-store" in response.headers["Cache-Control"]
 
 

@@ -1,5 +1,6 @@
 """The database: numbered migrations, an original Koa db.sqlite in place, constraints."""
 import multiprocessing
+import os
 import re
 import sqlite3
 import time
@@ -7,8 +8,8 @@ import time
 import bcrypt
 import pytest
 
-from jwt_server.db import MIGRATIONS_PATH, MigrationError, connect, get_db, migrate
-from tests.conftest import PASSWORD, build_app, login, register
+from jwt_server.db import MIGRATIONS_PATH, MigrationError, connect, get_db, migrate, prepare_before_fork
+from tests.conftest import PASSWORD, assert_problem, build_app, login, register
 
 STEP_COUNT = len(re.findall(r"^-- step \d+:", MIGRATIONS_PATH.read_text(), re.MULTILINE))
 
@@ -114,6 +115,38 @@ def test_connect_does_not_create_a_missing_database(tmp_path):
     with pytest.raises(sqlite3.OperationalError):
         connect(str(tmp_path / "missing.sqlite"))
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_migrate_creates_a_database_only_its_owner_can_read(tmp_path):
+    path = tmp_path / "new" / "db.sqlite"
+    migrate(str(path))
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o077 == 0
+
+
+def test_an_app_never_creates_a_database_prepared_before_fork(tmp_path):
+    path = tmp_path / "prepared.sqlite"
+    prepare_before_fork(str(path))
+    path.unlink()
+    client = build_app(path).test_client()
+    assert_problem(client.post("/users", json={"username": "lost", "password": PASSWORD}), 503, "database_unavailable")
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("change", ["delete", "replace"])
+def test_a_kept_connection_to_a_file_deleted_or_replaced_is_503_not_a_write(app, client, tmp_path, change):
+    register(client, "before")  # the thread now keeps a connection to the file
+    path = app.config["DATABASE"]
+    if change == "delete":
+        os.unlink(path)
+    else:
+        copy = tmp_path / "copy.sqlite"
+        copy.write_bytes(open(path, "rb").read())
+        os.replace(copy, path)
+
+    response = client.post("/users", json={"username": "lost", "password": PASSWORD})
+    assert_problem(response, 503, "database_unavailable")
+    assert response.headers["Retry-After"] == "1"
 
 
 def test_migrating_twice_changes_nothing(tmp_path):

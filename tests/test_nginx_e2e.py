@@ -26,6 +26,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from tests.conftest import PASSWORD
 from tests.servers import PROJECT_ROOT, Response, free_port, launch, register_and_login
+from tests.test_hardening_e2e import exchange, head, send
 
 NGINX_CONF = PROJECT_ROOT / "deploy" / "nginx.conf"
 SYSTEMD_UNIT = PROJECT_ROOT / "deploy" / "jwt-server.service"
@@ -405,6 +406,65 @@ def test_e2e_nginx_answers_504_problem_document_when_gunicorn_hangs(start_nginx)
     assert_nginx_problem(answer, 504)
     assert answer.body["code"] == "gateway_timeout"
     assert answer.headers["X-Request-ID"] == "slow-1"
+
+
+def send_raw(nginx, data):
+    """``data`` as it is, over TLS: for requests no HTTP client would send."""
+    context = ssl.create_default_context(cafile=str(nginx.certificate))
+    connection = socket.create_connection(("127.0.0.1", nginx.https_port), source_address=("127.0.0.2", 0))
+    return exchange(context.wrap_socket(connection, server_hostname=HOST), data)
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (head("TRACE", "/health", f"Origin: {ORIGIN}"), 405),
+        (head("GET", "/health", f"Origin: {ORIGIN}", "X-Long: " + "a" * 9000), 431),
+        (head("POST", "/users", f"Origin: {ORIGIN}", "Transfer-Encoding: chunked") + b"zz\r\n{}\r\n0\r\n\r\n", 400),
+        (head("POST", "/users", f"Origin: {ORIGIN}", "Transfer-Encoding: gzip"), 501),
+    ],
+    ids=["trace", "header-line", "chunk-framing", "transfer-coding"],
+)
+def test_e2e_nginx_own_errors_are_problem_documents(proxied, request_bytes, status):
+    answer = send_raw(proxied, request_bytes)
+    assert_nginx_problem(answer, status)
+    if status == 405:
+        assert "POST" in answer.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (head("GET", "/health?q=" + "a" * 9000, f"Origin: {ORIGIN}"), 414),
+        (b"GET /health HTTP/1.1 extra\r\nHost: api.example.com\r\n\r\n", 400),
+    ],
+    ids=["request-line-length", "request-line-syntax"],
+)
+def test_e2e_nginx_errors_in_the_request_line_are_problem_documents(proxied, request_bytes, status):
+    answer = send_raw(proxied, request_bytes)
+    assert answer.status == status
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    assert set(answer.body) == PROBLEM_KEYS
+    assert answer.body["status"] == status and answer.body["title"] == HTTP_STATUS_CODES[status]
+    assert answer.headers["X-Request-ID"] and answer.headers["Strict-Transport-Security"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        # Over gunicorn's 4094 bytes, under nginx's 8 KiB: nginx passes it on.
+        (head("GET", "/health?q=" + "a" * 5000, f"Origin: {ORIGIN}"), 414),
+        (head("GET", "/health", f"Origin: {ORIGIN}", "X-Control: a\x01b"), 400),
+    ],
+    ids=["request-line-length", "control-character"],
+)
+def test_e2e_gunicorns_own_errors_pass_through_nginx_as_problem_documents(proxied, gunicorn, request_bytes, status):
+    answer = send_raw(proxied, request_bytes)
+    assert answer.status == status
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    assert answer.body == send(gunicorn, request_bytes).body
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Strict-Transport-Security"]
 
 
 def test_e2e_graceful_reload_under_load_drops_no_request(proxied, gunicorn):

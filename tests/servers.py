@@ -19,16 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from jwt_server.config import ENVIRONMENT_VARIABLES
 from tests.conftest import PASSWORD, SECRET
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
-CONFIG_VARIABLES = {
-    "DATABASE_URL", "JWT_SECRET", "JWT_ISSUER", "JWT_LEEWAY", "ACCESS_TOKEN_TTL",
-    "REFRESH_TOKEN_TTL", "BCRYPT_ROUNDS", "CORS_ORIGINS", "ALLOW_REGISTRATION",
-    "AUTH_COOKIE", "COOKIE_SECURE", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT",
-    "TRUSTED_PROXIES", "PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS",
-}
+# Every variable the server reads: cleared, so that a test starts from a known state.
+CONFIG_VARIABLES = ENVIRONMENT_VARIABLES
 START_TIMEOUT = 30
 STOP_TIMEOUT = 15
 REQUEST_TIMEOUT = 30

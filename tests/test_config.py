@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from jwt_server.config import ConfigError, load_config, read_or_create_secret
+from jwt_server.config import ENVIRONMENT_VARIABLES, ConfigError, load_config, read_or_create_secret
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_VARIABLES = {
-    "DATABASE_URL", "JWT_SECRET", "JWT_ISSUER", "JWT_LEEWAY", "ACCESS_TOKEN_TTL",
-    "REFRESH_TOKEN_TTL", "BCRYPT_ROUNDS", "CORS_ORIGINS", "ALLOW_REGISTRATION",
-    "AUTH_COOKIE", "COOKIE_SECURE", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT",
-    "TRUSTED_PROXIES", "PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS",
-}
+# Every variable the server reads: cleared, so that a test starts from a known state.
+CONFIG_VARIABLES = ENVIRONMENT_VARIABLES
 
 
 def config_error(environ):
@@ -235,3 +231,16 @@ def test_importing_wsgi_with_a_short_secret_exits_with_one_line(tmp_path):
     assert "JWT_SECRET" in lines[0]
     assert "Traceback" not in result.stderr
     assert not database.exists()
+
+
+def test_storage_bounds_default_to_ten_thousand_pets_and_a_hundred_sessions():
+    settings = load_config({})
+    assert (settings["MAX_PETS_PER_USER"], settings["MAX_SESSIONS_PER_USER"]) == (10000, 100)
+    settings = load_config({"MAX_PETS_PER_USER": "5", "MAX_SESSIONS_PER_USER": "2"})
+    assert (settings["MAX_PETS_PER_USER"], settings["MAX_SESSIONS_PER_USER"]) == (5, 2)
+
+
+@pytest.mark.parametrize("name", ["MAX_PETS_PER_USER", "MAX_SESSIONS_PER_USER"])
+@pytest.mark.parametrize("raw", ["0", "-1", "lots"])
+def test_a_storage_bound_below_one_refuses_to_start(name, raw):
+    assert name in config_error({name: raw})

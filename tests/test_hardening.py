@@ -7,7 +7,6 @@ while the competing change runs to completion, then let go.
 import json
 import sqlite3
 import threading
-import unicodedata
 from contextlib import closing, contextmanager
 
 import bcrypt
@@ -475,72 +474,3 @@ def test_password_change_in_flight_when_the_account_is_deleted_is_401(app, monke
         response = racer.finish()
 
     assert_problem(response, 401, "invalid_token")
-
-
-# 8. Passwords are compared after Unicode NFKC normalization
-
-
-NFC_PASSWORD = unicodedata.normalize("NFC", "crème brûlée à la façon")
-NFD_PASSWORD = unicodedata.normalize("NFD", NFC_PASSWORD)
-
-
-def test_the_same_password_typed_as_nfc_or_nfd_is_one_password(client):
-    assert NFC_PASSWORD != NFD_PASSWORD
-    register(client, password=NFD_PASSWORD)
-
-    assert can_log_in(client, NFC_PASSWORD)
-    assert can_log_in(client, NFD_PASSWORD)
-    assert can_log_in(client, "crème brûlée à la façon")
-
-
-def test_a_hash_stored_before_normalization_accepts_the_password_as_it_was_set(app):
-    client = app.test_client()
-    user = register(client)
-    raw_hash = bcrypt.hashpw(NFD_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
-    write(app, "UPDATE users SET password_hash = ? WHERE id = ?", raw_hash, user["id"])
-
-    assert can_log_in(client, NFD_PASSWORD)
-
-    # That login re-hashed the normalized form: now every typing works.
-    [(stored,)] = rows(app, "SELECT password_hash FROM users WHERE id = ?", user["id"])
-    assert stored != raw_hash
-    assert bcrypt.checkpw(unicodedata.normalize("NFKC", NFD_PASSWORD).encode(), stored.encode())
-    assert can_log_in(client, NFC_PASSWORD)
-
-
-def test_a_failed_login_with_two_forms_counts_as_one_attempt(tmp_path):
-    app = build_app(tmp_path / "forms.sqlite", LOGIN_MAX_FAILURES=2)
-    client = app.test_client()
-    register(client)
-    wrong_nfd = unicodedata.normalize("NFD", "mauvais mot de passé")
-
-    first = client.post("/auth", json={"username": "travis", "password": wrong_nfd})
-
-    assert_problem(first, 401, "invalid_credentials")
-    assert rows(app, "SELECT failures FROM login_throttle") == [(1,)]
-    assert can_log_in(client, PASSWORD)
-
-
-@pytest.mark.parametrize(
-    "password, status",
-    [
-        pytest.param("\u0065\u0301" * 25, 201, id="75-bytes-nfd-50-bytes-nfkc"),
-        pytest.param("\ufb00" * 3, 422, id="9-bytes-of-ligatures-6-bytes-nfkc"),
-    ],
-)
-def test_the_length_rule_applies_to_the_normalized_password(client, password, status):
-    response = client.post("/users", json={"username": "travis", "password": password})
-
-    assert response.status_code == status, response.get_data(as_text=True)
-    if status == 201:
-        assert can_log_in(client, unicodedata.normalize("NFC", password))
-
-
-def test_a_password_change_to_an_nfd_password_accepts_its_nfc_typing(client):
-    register(client)
-    headers = login(client)
-    change = {"current_password": PASSWORD, "new_password": NFD_PASSWORD}
-
-    assert client.put("/users/me/password", json=change, headers=headers).status_code == 204
-
-    assert can_log_in(client, NFC_PASSWORD)

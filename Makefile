@@ -41,7 +41,7 @@ test: install system-packages
 	$(VENV)/bin/python -m pytest
 
 # The bench measures the service as deployed: a venv with the service's own
-# dependencies only (the test extras would put cryptography in every worker).
+# dependencies only (the test extras would put more in every worker).
 $(BENCH_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip

@@ -9,16 +9,22 @@ import os
 
 from jwt_server.config import load_config, read, read_or_create_secret
 from jwt_server.db import prepare_before_fork
+from jwt_server.keys import load_keys
 
 _settings = load_config(os.environ)
 if not _settings["JWT_SECRET"]:
-    read_or_create_secret()
+    _settings["JWT_SECRET"] = read_or_create_secret()
+
 # The database is created (mode 0600) and migrated here, in the master, at
 # start and on reload, before workers fork: a worker only opens the file, so
 # one respawned after the file was deleted answers 503 instead of starting
 # an empty database in its place. A database that cannot be brought up to
 # date stops gunicorn here, with one line, rather than every worker in turn.
 prepare_before_fork(_settings["DATABASE"])
+# Every worker signs with the keys stored in the database: open them once here
+# too, so that a JWT_SECRET that cannot stops gunicorn with one line (a worker
+# that fails is only started again), and the first key is made once.
+load_keys(_settings)
 
 # Loopback (or a unix socket) only: nginx is the one client, and the app
 # believes its X-Forwarded-For (TRUSTED_PROXIES), so no one else may connect.

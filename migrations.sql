@@ -112,7 +112,26 @@ CREATE INDEX login_throttle_updated_at ON login_throttle (updated_at);
 ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
 ALTER TABLE users ADD COLUMN last_login_at TEXT;
 
--- step 7: refresh-token bookkeeping constant per session, and a credentials
+-- step 7: signing keys for asymmetric access tokens (JWT_ALGORITHM EdDSA,
+-- ES256 or RS256), shared by every worker and host. kid is the key's RFC 7638
+-- thumbprint; public_jwk its public JWK as JSON. private_key is the PKCS#8
+-- private key sealed with AES-GCM under a key derived from JWT_SECRET, in
+-- base64: a copy of the database alone cannot sign. Times are Unix seconds:
+-- a key signs from activates_at until retires_at (NULL for the newest key of
+-- each algorithm, which the unique index keeps to one, so two workers racing
+-- to add or rotate a key cannot both succeed).
+CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    algorithm TEXT NOT NULL,
+    public_jwk TEXT NOT NULL,
+    private_key TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    activates_at INTEGER NOT NULL,
+    retires_at INTEGER
+);
+CREATE UNIQUE INDEX signing_keys_newest ON signing_keys (algorithm) WHERE retires_at IS NULL;
+
+-- step 8: refresh-token bookkeeping constant per session, and a credentials
 -- version. A refresh token is now "<session id>.<generation>.<random>.<tag>":
 -- the session keeps the SHA-256 of its current token's random part and the
 -- generation it has reached; an older token of the session is recognised by

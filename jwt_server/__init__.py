@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, audit, auth, config, db, errors, headers, meta, pets, security, users, validation
+from . import admin, audit, auth, config, db, errors, headers, keys, meta, pets, security, users, validation, wellknown
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -20,6 +20,7 @@ def create_app(overrides=None):
         app.config["JWT_SECRET"] = config.read_or_create_secret()
 
     db.init_app(app)
+    keys.init_app(app)
     security.dummy_hash(app.config["BCRYPT_ROUNDS"])
     errors.init_app(app)
     audit.init_app(app)
@@ -32,6 +33,7 @@ def create_app(overrides=None):
     app.register_blueprint(admin.bp)
     app.register_blueprint(pets.bp)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(wellknown.bp)
     db.one_line_cli_errors(app)
     CORS(app, **cors_options(app.config["CORS_ORIGINS"], app.config["AUTH_COOKIE"]))
     if app.config["TRUSTED_PROXIES"]:

@@ -6,7 +6,7 @@ import time
 import jwt
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import accounts, audit, security, sessions, throttle
+from . import accounts, audit, keys, security, sessions, throttle
 from .db import get_db
 from .errors import APIError, challenge, validation_error
 from .exceptions import InvalidCredentials, InvalidRefreshToken
@@ -43,7 +43,7 @@ def bearer_token():
 def authenticated_user():
     """The user and live session a valid Bearer token names, in one query."""
     try:
-        claims = security.decode_access_token(bearer_token(), current_app.config)
+        claims = security.decode_access_token(bearer_token(), current_app.config, keys.current())
     except jwt.ExpiredSignatureError:
         raise invalid_token("The access token has expired.") from None
     except jwt.InvalidTokenError:
@@ -95,7 +95,7 @@ def token_response(user, session_id, refresh_token, refresh_expires_at):
     config = current_app.config
     refresh_expires_in = max(refresh_expires_at - int(time.time()), 0)
     body = {
-        "access_token": security.issue_access_token(user, session_id, config),
+        "access_token": security.issue_access_token(user, session_id, config, keys.current()),
         "token_type": "Bearer",
         "expires_in": config["ACCESS_TOKEN_TTL"],
         "refresh_expires_in": refresh_expires_in,
@@ -198,7 +198,7 @@ def presented_refresh_token():
 @bp.post("/auth/refresh")
 def refresh():
     db = get_db()
-    session, refresh_token = sessions.rotate(db, presented_refresh_token(), current_app.config["JWT_SECRET"])
+    session, refresh_token = sessions.rotate(db, presented_refresh_token(), keys.accepted_secrets(current_app.config))
     user = accounts.find_by_id(db, session["user_id"])
     if user is None:  # deleted since the rotation, with its sessions
         raise InvalidRefreshToken()

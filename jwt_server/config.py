@@ -14,6 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET_PATH = PROJECT_ROOT / "db" / "jwt-secret"
 MIN_SECRET_BYTES = 32
 TEN_YEARS = 10 * 365 * 24 * 3600
+ALGORITHMS = ("HS256", "EdDSA", "ES256", "RS256")
 
 _ORIGIN = re.compile(
     r"[a-z][a-z0-9+.-]*://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?",
@@ -87,6 +88,11 @@ SETTINGS = (
     Setting("JWT_ISSUER", "jwt-server", text, "JWT_ISSUER", blank_allowed=False),
     Setting("JWT_LEEWAY", 0, integer(0, 3600), "JWT_LEEWAY"),
     Setting("ACCESS_TOKEN_TTL", 900, integer(1, TEN_YEARS), "ACCESS_TOKEN_TTL"),
+    Setting("JWT_ALGORITHM", "HS256", lambda name, raw: algorithm(raw), "JWT_ALGORITHM"),
+    Setting("JWT_AUDIENCE", "", lambda name, raw: audiences(raw), "JWT_AUDIENCE"),
+    Setting("JWT_SECRET_PREVIOUS", None, lambda name, raw: jwt_secret(raw, name), "JWT_SECRET_PREVIOUS"),
+    Setting("JWKS_MAX_AGE", 300, integer(1, 7 * 86400), "JWKS_MAX_AGE"),
+    Setting("SIGNING_KEY_ROTATION_DAYS", 0, integer(0, 3650), "SIGNING_KEY_ROTATION_DAYS"),
     Setting("REFRESH_TOKEN_TTL", 2592000, integer(1, TEN_YEARS), "REFRESH_TOKEN_TTL"),
     Setting("BCRYPT_ROUNDS", 12, integer(4, 31), "BCRYPT_ROUNDS"),
     Setting("CORS_ORIGINS", "*", lambda name, raw: cors_origins(raw), "CORS_ORIGINS"),
@@ -150,15 +156,28 @@ def database_path(url):
     return str(PROJECT_ROOT / path) if not os.path.isabs(path) else path
 
 
-def jwt_secret(value):
+def jwt_secret(value, name="JWT_SECRET"):
     if value is None or value == "":
         return None
     if len(value.encode("utf-8", "surrogateescape")) < MIN_SECRET_BYTES:
         raise ConfigError(
-            f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes; "
+            f"{name} must be at least {MIN_SECRET_BYTES} bytes; "
             "generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'"
         )
     return value
+
+
+def algorithm(value):
+    """One of ALGORITHMS, whatever its case (``eddsa`` is ``EdDSA``)."""
+    by_lower_case = {name.lower(): name for name in ALGORITHMS}
+    if value.lower() not in by_lower_case:
+        raise ConfigError(f"JWT_ALGORITHM must be one of {', '.join(ALGORITHMS)}, not {value!r}.")
+    return by_lower_case[value.lower()]
+
+
+def audiences(value):
+    """The comma-separated audiences as a tuple; empty when unset (``aud`` is then not checked)."""
+    return tuple(audience.strip() for audience in value.split(",") if audience.strip())
 
 
 def cors_origins(value):

@@ -12,7 +12,8 @@ import jwt
 
 from .db import MAX_ID
 
-ALGORITHM = "HS256"
+# Header parameters by which a token names a key of its own choosing (RFC 7515 §4.1).
+UNTRUSTED_HEADERS = {"jwk", "jku", "x5u", "x5c"}
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss", "sid"]
 BCRYPT_MAX_BYTES = 72
 
@@ -129,7 +130,8 @@ def hash_cost(password_hash):
     return int(match.group(1)) if match else None
 
 
-def issue_access_token(user, session_id, config):
+def issue_access_token(user, session_id, config, keys):
+    """A signed access token; ``keys`` (keys.SharedSecret or keys.StoredKeys) gives the key and kid."""
     issued_at = int(time.time())
     claims = {
         "sub": str(user["id"]),
@@ -140,34 +142,66 @@ def issue_access_token(user, session_id, config):
         "admin": bool(user["is_admin"]),
         "sid": str(session_id),
     }
-    return jwt.encode(claims, config["JWT_SECRET"], algorithm=ALGORITHM)
+    audience = config["JWT_AUDIENCE"]
+    if audience:
+        claims["aud"] = audience[0] if len(audience) == 1 else list(audience)
+    kid, key = keys.signing_key()
+    return jwt.encode(claims, key, algorithm=keys.algorithm, headers={"kid": kid} if kid else None)
 
 
-def decode_access_token(token, config):
+def decode_access_token(token, config, keys):
     """The claims of a valid token; raises jwt.InvalidTokenError otherwise."""
-    claims = verified_claims(token, config["JWT_SECRET"], config["JWT_ISSUER"])
+    claims, kid = verified_claims(token, keys, config["JWT_ISSUER"], config["JWT_AUDIENCE"])
+    if not keys.still_trusts(kid):
+        raise jwt.InvalidTokenError("the token's key has been withdrawn")
     check_times(claims, config["JWT_LEEWAY"])
     return claims
 
 
 @functools.lru_cache(maxsize=1024)
-def verified_claims(token, secret, issuer):
-    """Everything about a token that time cannot change, checked once per token.
+def verified_claims(token, keys, issuer, audience):
+    """Everything about a token that time cannot change, checked once per token: ``(claims, kid)``.
 
-    The algorithm is pinned (a token cannot choose ``none`` or another HMAC
-    size), the signature and issuer are verified, and every claim the server
+    The key is the one the ``kid`` header names among the server's own, and
+    its algorithm is pinned (a token cannot choose ``none``, another HMAC size
+    or HMAC over a public key); a key the token offers itself is refused. The
+    signature, issuer and audience are verified, and every claim the server
     relies on is required: PyJWT accepts a token without ``exp`` unless told
     otherwise, and checks ``iss`` only when given an issuer. A client sends
     the same token on every request for its lifetime, so the result is
-    cached; the times are checked on every call by check_times, and the
-    session and user are looked up in the database on every request.
+    cached; the times (check_times) and whether the key is still published
+    are checked on every call, and the session and user are looked up in the
+    database on every request.
     """
+    header = jwt.get_unverified_header(token)
+    if UNTRUSTED_HEADERS & header.keys():
+        raise jwt.InvalidTokenError("a token cannot bring its own key")
+    kid = header.get("kid")
+    candidates = keys.verification_keys(kid)
+    if not candidates:
+        raise jwt.InvalidTokenError("the token names no key of this server")
+    for key in candidates[:-1]:
+        try:
+            return checked_claims(token, key, keys.algorithm, issuer, audience), kid
+        except jwt.InvalidSignatureError:
+            pass
+    return checked_claims(token, candidates[-1], keys.algorithm, issuer, audience), kid
+
+
+def checked_claims(token, key, algorithm, issuer, audience):
     claims = jwt.decode(
         token,
-        secret,
-        algorithms=[ALGORITHM],
+        key,
+        algorithms=[algorithm],
         issuer=issuer,
-        options={"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+        audience=list(audience) or None,
+        options={
+            "require": REQUIRED_CLAIMS,
+            "verify_aud": bool(audience),
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+        },
     )
     if not all(type(claims[name]) is int for name in ("iat", "exp")):
         raise jwt.InvalidTokenError("iat and exp must be integer seconds")

@@ -34,11 +34,16 @@ _REFRESH_TOKEN = re.compile(r"([1-9][0-9]{0,18})\.(0|[1-9][0-9]{0,18})\.([A-Za-z
 
 @dataclass(frozen=True)
 class RefreshToken:
-    """A presented refresh token; ``session_id`` and ``generation`` are None for one from before step 6."""
+    """A presented refresh token; ``session_id`` and ``generation`` are None for one from before step 8.
+
+    ``genuine``: its tag is valid, so it was issued here. Only that makes an
+    older token evidence of reuse; the current token is proven by its hash.
+    """
 
     random: str
     session_id: int | None = None
     generation: int | None = None
+    genuine: bool = False
 
 
 def token_hash(token):
@@ -55,10 +60,12 @@ def refresh_token(secret, session_id, generation, random):
     return f"{session_id}.{generation}.{random}.{tag(secret, session_id, generation, random)}"
 
 
-def parse_refresh_token(secret, token):
-    """The parts of a token this server issued; InvalidRefreshToken for anything else.
+def parse_refresh_token(accepted_secrets, token):
+    """The parts of a refresh token; InvalidRefreshToken if it has not the form of one.
 
-    A token without dots is one issued before step 6: its whole text is its
+    ``accepted_secrets`` are the signing secrets still accepted (JWT_SECRET,
+    then JWT_SECRET_PREVIOUS): a tag made under any of them is genuine. A
+    token without dots is one issued before step 8: its whole text is its
     random part, and it has no generation.
     """
     if "." not in token:
@@ -67,9 +74,10 @@ def parse_refresh_token(secret, token):
     if match is None or int(match.group(1)) > MAX_ID or int(match.group(2)) > MAX_ID:
         raise InvalidRefreshToken()
     session_id, generation, random, presented_tag = match.groups()
-    if not hmac.compare_digest(presented_tag, tag(secret, session_id, generation, random)):
-        raise InvalidRefreshToken()
-    return RefreshToken(random, int(session_id), int(generation))
+    genuine = any(
+        hmac.compare_digest(presented_tag, tag(secret, session_id, generation, random)) for secret in accepted_secrets
+    )
+    return RefreshToken(random, int(session_id), int(generation), genuine)
 
 
 def iso(timestamp):
@@ -124,16 +132,17 @@ def make_room(db, user_id, max_sessions, now):
     return [row["id"] for row in excess if row["live"]]
 
 
-def rotate(db, presented, secret):
+def rotate(db, presented, accepted_secrets):
     """Swap a live session's refresh token for the next generation's: ``(session, new_token)``.
 
     An older token of the session coming back is evidence that two parties
     hold it: the whole session is revoked (thief and victim both log in
     again) and RefreshTokenReused is raised. The swap runs under BEGIN
     IMMEDIATE, so of two refreshes racing with one token, one wins and the
-    other finds an older generation.
+    other finds an older generation. ``accepted_secrets``: see parse_refresh_token;
+    the new token is tagged with the first.
     """
-    token = parse_refresh_token(secret, presented)
+    token = parse_refresh_token(accepted_secrets, presented)
     now = int(time.time())
     random = secrets.token_urlsafe(32)
     reused = None
@@ -149,7 +158,7 @@ def rotate(db, presented, secret):
             {"new": token_hash(random), "now": now, "presented": token_hash(token.random),
              "session_id": token.session_id},
         ).fetchone()
-        if session is None and token.generation is not None:
+        if session is None and token.genuine:
             reused = db.execute(
                 "SELECT id, user_id FROM sessions WHERE id = ? AND refresh_generation > ?",
                 (token.session_id, token.generation),
@@ -161,7 +170,7 @@ def rotate(db, presented, secret):
         raise RefreshTokenReused()
     if session is None:
         raise InvalidRefreshToken()
-    return session, refresh_token(secret, session["id"], session["refresh_generation"], random)
+    return session, refresh_token(accepted_secrets[0], session["id"], session["refresh_generation"], random)
 
 
 def revoke(db, *, session_id=None, user_id=None, keep=None):

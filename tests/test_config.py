@@ -37,6 +37,11 @@ def test_defaults_when_nothing_is_set():
     assert settings["LOGIN_MAX_FAILURES"] == 5
     assert settings["LOGIN_LOCKOUT"] == 60
     assert settings["TRUSTED_PROXIES"] == 0
+    assert settings["JWT_ALGORITHM"] == "HS256"
+    assert settings["JWT_AUDIENCE"] == ()
+    assert settings["JWT_SECRET_PREVIOUS"] is None
+    assert settings["JWKS_MAX_AGE"] == 300
+    assert settings["SIGNING_KEY_ROTATION_DAYS"] == 0
 
 
 def test_empty_values_mean_the_defaults():
@@ -122,6 +127,31 @@ def test_absolute_sqlite_path_is_kept_absolute():
 def test_relative_sqlite_path_is_relative_to_the_project_root():
     settings = load_config({"DATABASE_URL": "sqlite:///data/app.sqlite"})
     assert settings["DATABASE"] == str(PROJECT_ROOT / "data" / "app.sqlite")
+
+
+@pytest.mark.parametrize("value, algorithm", [("EdDSA", "EdDSA"), ("eddsa", "EdDSA"), ("es256", "ES256"), ("RS256", "RS256")])
+def test_jwt_algorithm_is_read_whatever_its_case(value, algorithm):
+    assert load_config({"JWT_ALGORITHM": value})["JWT_ALGORITHM"] == algorithm
+
+
+@pytest.mark.parametrize("value", ["none", "HS512", "Ed25519", "ES256K", "RS256,EdDSA"])
+def test_jwt_algorithm_outside_the_four_is_refused_naming_them(value):
+    message = config_error({"JWT_ALGORITHM": value})
+    assert "JWT_ALGORITHM" in message and "HS256, EdDSA, ES256, RS256" in message
+
+
+def test_jwt_audience_is_a_comma_separated_list():
+    assert load_config({"JWT_AUDIENCE": " pets-api, billing-api ,,"})["JWT_AUDIENCE"] == ("pets-api", "billing-api")
+
+
+def test_jwt_secret_previous_of_31_bytes_is_refused_by_its_own_name():
+    message = config_error({"JWT_SECRET_PREVIOUS": "x" * 31})
+    assert "JWT_SECRET_PREVIOUS must be at least 32 bytes" in message
+
+
+@pytest.mark.parametrize("name, value", [("JWKS_MAX_AGE", "0"), ("JWKS_MAX_AGE", "5m"), ("SIGNING_KEY_ROTATION_DAYS", "-1")])
+def test_key_timings_must_be_whole_numbers_in_range(name, value):
+    assert name in config_error({name: value})
 
 
 def test_allow_registration_must_be_true_or_false():

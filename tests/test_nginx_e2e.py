@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
 import pytest
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -539,3 +540,30 @@ def test_systemd_unit_is_valid_and_hardened(tmp_path):
     )
     assert security.returncode == 0, security.stdout[-2000:]
     assert "Overall exposure level for jwt-server.service" in security.stdout
+
+
+def test_e2e_nginx_metadata_names_the_public_https_urls_and_the_jwks_verifies_tokens(tmp_path, start_nginx):
+    server = launch(tmp_path, workers=2, name="keys", TRUSTED_PROXIES="1", JWT_ALGORITHM="EdDSA",
+                    JWT_ISSUER=f"https://{HOST}", JWKS_MAX_AGE="120")
+    try:
+        proxied = start_nginx(int(server.base_url.rsplit(":", 1)[1]))
+        metadata = proxied.request("GET", "/.well-known/oauth-authorization-server")
+        proxied.request("POST", "/users", {"username": "travis", "password": PASSWORD})
+        token = proxied.request("POST", "/auth", {"username": "travis", "password": PASSWORD}).body["access_token"]
+        jwks_path = metadata.body["jwks_uri"].removeprefix(f"https://{HOST}")
+        jwks = proxied.request("GET", jwks_path)
+    finally:
+        server.stop()
+
+    assert metadata.status == 200
+    assert metadata.body == {
+        "issuer": f"https://{HOST}",
+        "jwks_uri": f"https://{HOST}/.well-known/jwks.json",
+        "token_endpoint": f"https://{HOST}/auth",
+    }
+    assert metadata.headers["Cache-Control"] == "public, max-age=120"
+    assert jwks.status == 200
+    assert jwks.headers["Cache-Control"] == "public, max-age=120"
+    [key] = jwks.body["keys"]
+    claims = jwt.decode(token, jwt.PyJWK(key).key, algorithms=["EdDSA"], issuer=f"https://{HOST}")
+    assert claims["sub"] == "1"

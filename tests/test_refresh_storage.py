@@ -12,7 +12,7 @@ from contextlib import closing
 import pytest
 
 from jwt_server import db
-from tests.conftest import PASSWORD, assert_problem, build_app, register
+from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, register
 
 ROTATIONS = 6
 
@@ -87,30 +87,30 @@ def test_two_refreshes_racing_with_one_token_leave_the_loser_as_reuse(app):
     assert_problem(refresh(client, winner.get_json()["refresh_token"]), 401, "invalid_refresh_token")
 
 
-def forgeries(token):
-    """Tokens an attacker who knows the session id (ids are sequential) could make up."""
-    session_id, generation, random, tag = token.split(".")
+def forgeries(older_token):
+    """Tokens made up from an older token of the session, or from its id alone (ids are sequential)."""
+    session_id, generation, random, tag = older_token.split(".")
     return {
-        "random tag": f"{session_id}.0.{random}.{secrets.token_urlsafe(16)}",
+        "random tag": f"{session_id}.{generation}.{random}.{secrets.token_urlsafe(16)}",
         "random everything": f"{session_id}.0.{secrets.token_urlsafe(32)}.{secrets.token_urlsafe(16)}",
-        "tag moved to generation 0": f"{session_id}.0.{random}.{tag}",
-        "tag moved to another session": f"{int(session_id) + 1}.{generation}.{random}.{tag}",
-        "generation from the future": f"{session_id}.{int(generation) + 5}.{random}.{tag}",
+        "moved to another session": f"{int(session_id) + 1}.{generation}.{random}.{tag}",
+        "moved to another generation": f"{session_id}.{int(generation) + 1}.{random}.{tag}",
     }
 
 
-@pytest.mark.parametrize("forgery", list(forgeries("1.1.r.t")))
+@pytest.mark.parametrize("forgery", list(forgeries("1.0.r.t")))
 def test_a_forged_older_token_is_invalid_and_ends_no_session(app, forgery):
     client = app.test_client()
     register(client)
-    tokens = rotation_chain(client, 1)
+    tokens = rotation_chain(client, 2)
     register(client, "alice")
-    client.post("/auth", json={"username": "alice", "password": PASSWORD})
+    alices = client.post("/auth", json={"username": "alice", "password": PASSWORD}).get_json()["refresh_token"]
 
-    response = refresh(client, forgeries(tokens[-1])[forgery])
+    response = refresh(client, forgeries(tokens[0])[forgery])
 
     assert_problem(response, 401, "invalid_refresh_token")
     assert refresh(client, tokens[-1]).status_code == 200
+    assert refresh(client, alices).status_code == 200
 
 
 def test_deleting_an_account_with_many_refreshed_sessions_leaves_no_row_behind(app):
@@ -172,3 +172,30 @@ def test_a_session_from_before_the_change_refreshes_and_then_detects_reuse(tmp_p
     newer = refresh(client, renewed.get_json()["refresh_token"])
     assert newer.status_code == 200
     assert_problem(refresh(client, renewed.get_json()["refresh_token"]), 401, "refresh_token_reused")
+
+
+# A new JWT_SECRET
+
+
+NEW_SECRET = "a-new-secret-that-is-also-at-least-32-bytes"
+
+
+def test_after_a_secret_roll_over_older_tokens_are_still_recognised_as_reused(tmp_path):
+    path = tmp_path / "roll-over.sqlite"
+    client = build_app(path).test_client()
+    register(client)
+    tokens = rotation_chain(client, 2)
+    rolled_over = build_app(path, JWT_SECRET=NEW_SECRET, JWT_SECRET_PREVIOUS=SECRET).test_client()
+
+    assert_problem(refresh(rolled_over, tokens[0]), 401, "refresh_token_reused")
+
+
+def test_after_a_secret_change_the_current_token_still_refreshes(tmp_path):
+    path = tmp_path / "changed.sqlite"
+    client = build_app(path).test_client()
+    register(client)
+    tokens = rotation_chain(client, 2)
+    changed = build_app(path, JWT_SECRET=NEW_SECRET).test_client()
+
+    assert_problem(refresh(changed, tokens[0]), 401, "invalid_refresh_token")
+    assert refresh(changed, tokens[-1]).status_code == 200

@@ -37,8 +37,11 @@ system-packages:
 run: install
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
+# Lint first (rules in pyproject.toml), then every test; -m "not e2e" in
+# PYTEST_ARGS leaves out those that start gunicorn, nginx or Chromium.
 test: install system-packages
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/ruff check jwt_server tests bench
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The bench measures the service as deployed: a venv with the service's own
 # dependencies only (the test extras would put more in every worker).

@@ -1,4 +1,5 @@
 """What the bench runs on: gunicorn servers in their own process groups, wrk, SQLite rows."""
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from jwt_server.config import ENVIRONMENT_VARIABLES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
@@ -20,12 +23,7 @@ STOP_TIMEOUT = 10
 SPECIES = ["dog", "cat", "rabbit", None]
 # Settings the bench chooses itself: anything set in the caller's shell is dropped,
 # so that gunicorn runs with the defaults of gunicorn.conf.py (workers, BCRYPT_ROUNDS...).
-SERVER_VARIABLES = {
-    "DATABASE_URL", "JWT_SECRET", "JWT_ISSUER", "JWT_LEEWAY", "ACCESS_TOKEN_TTL",
-    "REFRESH_TOKEN_TTL", "BCRYPT_ROUNDS", "CORS_ORIGINS", "ALLOW_REGISTRATION",
-    "AUTH_COOKIE", "COOKIE_SECURE", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT",
-    "TRUSTED_PROXIES", "PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS", "FORWARDED_ALLOW_IPS",
-}
+SERVER_VARIABLES = ENVIRONMENT_VARIABLES
 WRK_MISSING = (
     "wrk is not installed. On Debian or Ubuntu, as root: apt-get update && apt-get install -y wrk"
 )
@@ -101,19 +99,15 @@ class Server:
     def stop(self):
         """SIGTERM to the whole process group, SIGKILL to whatever is left."""
         signal_group(self.process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
         signal_group(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
 
 def signal_group(pgid, sig):
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def all_pids():

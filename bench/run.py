@@ -235,7 +235,7 @@ def alternate(rounds, *runs):
     """Each run in turn, ``rounds`` times over; the best result of each (most requests/s)."""
     results = [[] for _ in runs]
     for _ in range(rounds):
-        for result, run in zip(results, runs):
+        for result, run in zip(results, runs, strict=True):
             result.append(run())
     return [max(result, key=lambda figures: figures["rps"]) for result in results]
 

@@ -8,7 +8,7 @@ import sqlite3
 
 from . import security, sessions
 from .db import transaction
-from .exceptions import AccountGone, InvalidCredentials, LastAdministrator, UserNotFound, UsernameTaken
+from .exceptions import AccountGone, InvalidCredentials, LastAdministrator, UsernameTaken, UserNotFound
 from .validation import is_text
 
 USER_COLUMNS = "id, username, is_admin, disabled, created_at, last_login_at"
@@ -85,7 +85,7 @@ def set_password(db, user_id, password, rounds, keep_session=None, verified=None
 
 
 def rehash(db, user, password, rounds):
-    """Store a new hash of ``password`` (NFKC, at the configured cost), if the stored hash is still the one just checked.
+    """Store a new hash of ``password`` (NFKC, configured cost), if the stored hash is still the one just checked.
 
     A compare-and-swap: a password change that committed while this login
     was in bcrypt must not be overwritten by a hash of the old password.

@@ -213,7 +213,9 @@ def read_or_create_secret(path=SECRET_PATH):
             "user too; or set JWT_SECRET."
         ) from None
     if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise ConfigError(f"{path} holds a secret shorter than {MIN_SECRET_BYTES} bytes; delete it to generate a new one.")
+        raise ConfigError(
+            f"{path} holds a secret shorter than {MIN_SECRET_BYTES} bytes; delete it to generate a new one."
+        )
     return secret
 
 

@@ -24,7 +24,7 @@ import re
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
@@ -157,7 +157,7 @@ def migration_steps(text):
     """``[(number, [statement, ...]), ...]`` from the text of migrations.sql."""
     headers = list(_STEP_HEADER.finditer(text))
     steps = []
-    for header, following in zip(headers, headers[1:] + [None]):
+    for header, following in zip(headers, headers[1:] + [None], strict=False):
         body = text[header.end() : following.start() if following else len(text)]
         steps.append((int(header.group(1)), split_statements(body)))
     numbers = [number for number, _ in steps]
@@ -278,10 +278,8 @@ def create_if_absent(path):
     makes next to it the same permissions.
     """
     Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
+    with suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
 
 
 def prepare_before_fork(path):

@@ -128,7 +128,10 @@ def add_pet(db, user_id, fields, max_pets):
         if owned >= max_pets:
             raise APIError(409, "too_many_pets", f"You already have {max_pets} pets, the most this server keeps.")
         pet = db.execute(
-            "INSERT INTO pets (user_id, name, species) SELECT id, ?, ? FROM users WHERE id = ? RETURNING id, name, species",
+            """
+            INSERT INTO pets (user_id, name, species) SELECT id, ?, ? FROM users WHERE id = ?
+            RETURNING id, name, species
+            """,
             (fields["name"], fields["species"], user_id),
         ).fetchone()
     if pet is None:

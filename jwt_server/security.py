@@ -62,7 +62,7 @@ def hash_password(password, rounds):
     return bcrypt.hashpw(password_bytes(normalized(password)), bcrypt.gensalt(rounds)).decode("ascii")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dummy_hash(rounds):
     """A hash nobody knows the password of, at the configured cost.
 

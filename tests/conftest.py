@@ -1,60 +1,39 @@
-import re
+"""The fixtures; what they are built from lives in helpers.py and servers.py."""
 import sqlite3
 
 import pytest
 
 from jwt_server import create_app
-
-# The start_gunicorn fixture of the *_e2e.py files lives with the launcher.
-pytest_plugins = ["tests.servers"]
-
-SECRET = "test-secret-that-is-at-least-32-bytes-long"
-PASSWORD = "correct horse battery"
+from jwt_server.config import ENVIRONMENT_VARIABLES
+from tests.helpers import TEST_SETTINGS, Scene, log_in, register
+from tests.servers import launch
 
 
-# The status phrases API.md's problem documents carry as "title".
-TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    413: "Request Entity Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Entity",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-
-
-def assert_problem(response, status, code=None):
-    """``response`` is an RFC 9457 problem document for ``status`` (and ``code``); returns its body."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["type"] == "about:blank"
-    assert body["title"] == TITLES[status]
-    assert body["status"] == status
-    assert isinstance(body["detail"], str) and body["detail"].strip()
-    assert re.fullmatch(r"[a-z]+(_[a-z]+)*", body["code"]), body["code"]
-    if code is not None:
-        assert body["code"] == code
-    return body
-
-
-def build_app(database, **settings):
-    """An app on the database file ``database``, with the cheapest bcrypt cost and ``settings``."""
-    return create_app(
-        {"TESTING": True, "DATABASE": str(database), "JWT_SECRET": SECRET, "BCRYPT_ROUNDS": 4, **settings}
-    )
+@pytest.fixture(autouse=True)
+def known_environment(monkeypatch):
+    """No jwt-server setting of the developer's shell reaches an app a test builds."""
+    for name in ENVIRONMENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
-def app(tmp_path):
-    """An app on a fresh temporary database."""
-    return build_app(tmp_path / "test.sqlite")
+def make_app(tmp_path):
+    """Build apps on the test's temporary database: ``make_app(AUTH_COOKIE=True, ...)``.
+
+    Every app of one test shares that file (``DATABASE=...`` names another),
+    so ``database`` sees what any of them wrote.
+    """
+
+    def make(**settings):
+        return create_app({**TEST_SETTINGS, "DATABASE": str(tmp_path / "test.sqlite"), **settings})
+
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    """An app with the test settings on a fresh temporary database."""
+    return make_app()
 
 
 @pytest.fixture
@@ -76,21 +55,35 @@ def database(app):
     connection.close()
 
 
-def register(client, username="travis", password=PASSWORD):
-    response = client.post("/users", json={"username": username, "password": password})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def login(client, username="travis", password=PASSWORD):
-    """Log in and return the Authorization header for the token."""
-    response = client.post("/auth", json={"username": username, "password": password})
-    assert response.status_code == 200, response.get_json()
-    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+@pytest.fixture
+def travis(client):
+    """A registered user, logged in: the tokens of the login."""
+    register(client)
+    return log_in(client)
 
 
 @pytest.fixture
-def auth_headers(client):
+def auth_headers(travis):
     """A registered user, logged in: the Authorization header."""
-    register(client)
-    return login(client)
+    return travis.headers
+
+
+@pytest.fixture
+def scene(client):
+    """A victim and an attacker, each with a real session (helpers.Scene)."""
+    return Scene(client)
+
+
+@pytest.fixture
+def start_gunicorn(tmp_path):
+    """Start gunicorn with several workers on a database in tmp_path; stop it afterwards."""
+    servers = []
+
+    def start(workers=4, database=None, wait=True, **settings):
+        server = launch(tmp_path, workers, database, wait, name=f"gunicorn{len(servers)}", **settings)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,10 +1,12 @@
 """The real ``gunicorn -c gunicorn.conf.py wsgi:app`` for end-to-end tests.
 
 ``launch`` starts it on a free port of 127.0.0.1 with a database in a given
-directory and waits, bounded, for ``GET /health``; ``start_gunicorn`` is the
-same as a fixture that stops every server it started. The HTTP client is the
-standard library's, so what is tested is the server as any client sees it.
+directory and waits, bounded, for ``GET /health``; conftest's ``start_gunicorn``
+is the same as a fixture that stops every server it started. The HTTP client is
+the standard library's, so what is tested is the server as any client sees it.
 """
+import contextlib
+import http.client
 import json
 import os
 import signal
@@ -19,13 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from jwt_server.config import ENVIRONMENT_VARIABLES
-from tests.conftest import PASSWORD, SECRET
+from tests.helpers import PASSWORD, PROJECT_ROOT, SECRET, Tokens, clean_environment
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
-# Every variable the server reads: cleared, so that a test starts from a known state.
-CONFIG_VARIABLES = ENVIRONMENT_VARIABLES
 START_TIMEOUT = 30
 STOP_TIMEOUT = 15
 REQUEST_TIMEOUT = 30
@@ -55,17 +53,37 @@ def call(base_url, method, path, body=None, token=None):
         return Response(error.code, error.headers, json.loads(error.read() or b"null"))
 
 
+# Raw requests, for what no HTTP client would send.
+REQUEST_ID = "attack-1"
+
+
+def exchange(sock, data):
+    """Send ``data`` on a connected socket and read one HTTP response from it."""
+    with sock:
+        sock.settimeout(START_TIMEOUT)
+        sock.sendall(data)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        content = answer.read()
+    if "json" in answer.headers.get("Content-Type", ""):
+        content = json.loads(content)
+    return Response(answer.status, answer.headers, content)
+
+
+def send(server, data):
+    host, port = server.base_url.removeprefix("http://").split(":")
+    return exchange(socket.create_connection((host, int(port))), data)
+
+
+def head(method, path, *headers):
+    lines = [f"{method} {path} HTTP/1.1", "Host: api.example.com", f"X-Request-ID: {REQUEST_ID}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def server_environment(**settings):
-    """This process's environment without any jwt-server setting, plus ``settings``."""
-    environ = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
-    environ.update(settings)
-    return environ
 
 
 @dataclass
@@ -78,8 +96,23 @@ class Server:
     def stderr(self):
         return self.stderr_path.read_text(errors="replace")
 
+    def access_log(self):
+        """gunicorn's access log: its stdout, next to its stderr."""
+        return self.stderr_path.with_suffix(".out").read_text(errors="replace")
+
     def call(self, method, path, body=None, token=None):
         return call(self.base_url, method, path, body, token)
+
+    def register(self, username="travis", password=PASSWORD):
+        answer = self.call("POST", "/users", {"username": username, "password": password})
+        assert answer.status == 201, answer.body
+        return answer.body
+
+    def log_in(self, username="travis", password=PASSWORD):
+        """POST /auth, which must succeed: the tokens of a new session."""
+        answer = self.call("POST", "/auth", {"username": username, "password": password})
+        assert answer.status == 200, answer.body
+        return Tokens(answer.body)
 
     def wait_until_healthy(self):
         deadline = time.monotonic() + START_TIMEOUT
@@ -98,10 +131,8 @@ class Server:
         """Signal the whole process group, then make sure nothing is left."""
         if self.process.poll() is None:
             signal_group(self.process.pid, sig)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
         signal_group(self.process.pid, signal.SIGKILL)
         if self.process.poll() is None:
             self.process.wait(timeout=STOP_TIMEOUT)
@@ -109,10 +140,8 @@ class Server:
 
 
 def signal_group(pgid, sig):
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def launch(directory, workers=4, database=None, wait=True, name="gunicorn", **settings):
@@ -120,7 +149,7 @@ def launch(directory, workers=4, database=None, wait=True, name="gunicorn", **se
     database = database or Path(directory) / "e2e.sqlite"
     port = free_port()
     stdout_path, stderr_path = Path(directory) / f"{name}.out", Path(directory) / f"{name}.err"
-    environment = server_environment(
+    environment = clean_environment(
         DATABASE_URL=f"sqlite:///{database}",
         JWT_SECRET=SECRET,
         BCRYPT_ROUNDS="4",
@@ -147,25 +176,6 @@ def launch(directory, workers=4, database=None, wait=True, name="gunicorn", **se
     return server
 
 
-@pytest.fixture
-def start_gunicorn(tmp_path):
-    """Start gunicorn with several workers on a database in tmp_path; stop it afterwards."""
-    servers = []
-
-    def start(workers=4, database=None, wait=True, **settings):
-        server = launch(tmp_path, workers, database, wait, name=f"gunicorn{len(servers)}", **settings)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 def register_and_login(server, username, password=PASSWORD):
     """Register ``username`` and log in: ``(user id, access token)``."""
-    registered = server.call("POST", "/users", {"username": username, "password": password})
-    assert registered.status == 201, registered.body
-    answer = server.call("POST", "/auth", {"username": username, "password": password})
-    assert answer.status == 200, answer.body
-    return registered.body["id"], answer.body["access_token"]
+    return server.register(username, password)["id"], server.log_in(username, password).access

@@ -3,26 +3,16 @@ import json
 
 import pytest
 
-from tests.conftest import PASSWORD, assert_problem, register
+from tests.helpers import PASSWORD, assert_problem, log_in, register
 
 ADMIN_PASSWORD = "administrator passphrase"
-
-
-def log_in(client, username, password=PASSWORD):
-    response = client.post("/auth", json={"username": username, "password": password})
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def bearer(tokens):
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
 def make_admin(client, database, username="root"):
     user = register(client, username, ADMIN_PASSWORD)
     database.execute("UPDATE users SET is_admin = 1 WHERE id = ?", (user["id"],))
     database.commit()
-    return user, bearer(log_in(client, username, ADMIN_PASSWORD))
+    return user, log_in(client, username, ADMIN_PASSWORD).headers
 
 
 @pytest.fixture
@@ -60,8 +50,8 @@ def test_disabling_ends_every_session_and_login_then_answers_403(client, databas
     response = client.patch(f"/users/{travis['id']}", json={"disabled": True}, headers=headers)
 
     assert response.status_code == 200 and response.get_json()["disabled"] is True
-    assert_problem(client.get("/users/me", headers=bearer(tokens)), 401, "invalid_token")
-    refreshed = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert_problem(client.get("/users/me", headers=tokens.headers), 401, "invalid_token")
+    refreshed = client.post("/auth/refresh", json={"refresh_token": tokens.refresh})
     assert_problem(refreshed, 401, "invalid_refresh_token")
     assert_problem(client.post("/auth", json={"username": "travis", "password": PASSWORD}), 403, "account_disabled")
     wrong = client.post("/auth", json={"username": "travis", "password": "not the password"})
@@ -79,8 +69,8 @@ def test_enabling_again_revives_no_session_but_allows_login(client, database, ad
     response = client.patch(f"/users/{travis['id']}", json={"disabled": False}, headers=headers)
 
     assert response.status_code == 200 and response.get_json()["disabled"] is False
-    assert_problem(client.get("/users/me", headers=bearer(tokens)), 401, "invalid_token")
-    assert client.get("/users/me", headers=bearer(log_in(client, "travis"))).status_code == 200
+    assert_problem(client.get("/users/me", headers=tokens.headers), 401, "invalid_token")
+    assert client.get("/users/me", headers=log_in(client, "travis").headers).status_code == 200
 
 
 def test_a_right_password_on_a_disabled_account_resets_the_throttle(app, client, admin):
@@ -144,7 +134,7 @@ def test_with_a_second_admin_an_admin_can_step_down(client, database):
 def test_an_admin_deletes_a_user_with_pets_and_sessions(client, database, admin):
     headers, travis = admin
     tokens = log_in(client, "travis")
-    client.post("/pets", json={"name": "Bunny"}, headers=bearer(tokens))
+    client.post("/pets", json={"name": "Bunny"}, headers=tokens.headers)
 
     response = client.delete(f"/users/{travis['id']}", headers=headers)
 
@@ -152,7 +142,7 @@ def test_an_admin_deletes_a_user_with_pets_and_sessions(client, database, admin)
     for table, column in (("users", "id"), ("pets", "user_id"), ("sessions", "user_id")):
         count = database.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?", (travis["id"],)).fetchone()[0]
         assert count == 0, table
-    assert_problem(client.get("/users/me", headers=bearer(tokens)), 401, "invalid_token")
+    assert_problem(client.get("/users/me", headers=tokens.headers), 401, "invalid_token")
 
 
 def test_an_admin_ends_every_session_of_a_user(client, admin):
@@ -162,7 +152,7 @@ def test_an_admin_ends_every_session_of_a_user(client, admin):
     assert client.delete(f"/users/{travis['id']}/sessions", headers=headers).status_code == 204
 
     for tokens in (first, second):
-        assert_problem(client.get("/users/me", headers=bearer(tokens)), 401, "invalid_token")
+        assert_problem(client.get("/users/me", headers=tokens.headers), 401, "invalid_token")
     assert client.get("/users/me", headers=headers).status_code == 200
 
 
@@ -199,7 +189,7 @@ def test_bad_flags_are_a_422_and_change_nothing(client, database, admin, body, f
 )
 def test_a_user_who_is_not_an_admin_gets_403(client, database, method, path, kwargs):
     register(client, "travis")
-    headers = bearer(log_in(client, "travis"))
+    headers = log_in(client, "travis").headers
 
     response = getattr(client, method)(path, headers=headers, **kwargs)
 
@@ -230,11 +220,11 @@ def test_last_login_at_moves_on_login_only(client, database):
     database.commit()
 
     tokens = log_in(client, "travis")
-    after_login = client.get("/users/me", headers=bearer(tokens)).get_json()["last_login_at"]
+    after_login = client.get("/users/me", headers=tokens.headers).get_json()["last_login_at"]
     assert after_login != "2000-01-01T00:00:00Z" and after_login.endswith("Z")
 
     database.execute("UPDATE users SET last_login_at = '2000-01-01T00:00:00Z'")
     database.commit()
-    client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    client.post("/auth/refresh", json={"refresh_token": tokens.refresh})
     client.post("/auth", json={"username": "travis", "password": "wrong password"})
     assert database.execute("SELECT last_login_at FROM users").fetchone()[0] == "2000-01-01T00:00:00Z"

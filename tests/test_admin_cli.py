@@ -2,17 +2,7 @@
 enable-user, delete-user, revoke-sessions, and the prompts' manners."""
 import pytest
 
-from tests.conftest import PASSWORD, register
-
-NEW_PASSWORD = "a brand new passphrase"
-
-
-def log_in(client, username="travis", password=PASSWORD):
-    return client.post("/auth", json={"username": username, "password": password})
-
-
-def bearer(response):
-    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+from tests.helpers import NEW_PASSWORD, PASSWORD, log_in, post_login, register
 
 
 def row(database, username):
@@ -67,15 +57,15 @@ def test_the_last_admin_guard_holds_on_the_command_line(runner, client, database
 
 def test_disable_user_ends_sessions_and_enable_user_allows_login(runner, client, database):
     register(client, "travis")
-    headers = bearer(log_in(client))
+    headers = log_in(client).headers
 
     assert runner.invoke(args=["disable-user", "travis"]).exit_code == 0
     assert client.get("/users/me", headers=headers).status_code == 401
-    assert log_in(client).status_code == 403
+    assert post_login(client).status_code == 403
 
     assert runner.invoke(args=["enable-user", "travis"]).exit_code == 0
     assert client.get("/users/me", headers=headers).status_code == 401
-    assert log_in(client).status_code == 200
+    assert post_login(client).status_code == 200
 
 
 def test_delete_user_asks_unless_yes(runner, client, database):
@@ -99,7 +89,7 @@ def test_delete_user_with_yes_does_not_ask(runner, client, database):
 
 def test_revoke_sessions_ends_every_session(runner, client):
     register(client, "travis")
-    first, second = bearer(log_in(client)), bearer(log_in(client))
+    first, second = log_in(client).headers, log_in(client).headers
 
     result = runner.invoke(args=["revoke-sessions", "travis"])
 
@@ -141,7 +131,7 @@ def test_a_bad_password_is_asked_again(runner, client, answers):
 
     assert result.exit_code == 0, result.output
     assert result.output.count("Password") >= 2
-    assert log_in(client, "alice", NEW_PASSWORD).status_code == 200
+    assert post_login(client, "alice", NEW_PASSWORD).status_code == 200
 
 
 def test_input_ending_before_a_password_is_one_line(runner, client, database):

@@ -101,7 +101,9 @@ def database(server):
 def test_the_controls_tokens_signed_with_the_servers_own_key_are_accepted(server):
     tokens = [
         server.signed(server.private_key(), jti="a-control-token"),
-        hand_signed({"alg": server.algorithm, "kid": server.kid}, server.claims, server.private_key(), server.algorithm),
+        hand_signed(
+            {"alg": server.algorithm, "kid": server.kid}, server.claims, server.private_key(), server.algorithm
+        ),
     ]
 
     for token in tokens:

@@ -11,9 +11,8 @@ import re
 import pytest
 
 from jwt_server import accounts
-from tests.conftest import PASSWORD, SECRET, login, register
+from tests.helpers import NEW_PASSWORD, PASSWORD, SECRET, Tokens, log_in, register
 
-NEW_PASSWORD = "a second secret passphrase"
 WRONG = "correct horse battery staple?"
 GENERATED_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -48,16 +47,6 @@ def assert_logged(events, name, response, user_id, ip="127.0.0.1"):
     return event
 
 
-def log_in(client, username="travis", password=PASSWORD, **kwargs):
-    response = client.post("/auth", json={"username": username, "password": password}, **kwargs)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def bearer(tokens):
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
-
-
 def session_ids(client, headers):
     response = client.get("/users/me/sessions", headers=headers)
     assert response.status_code == 200
@@ -78,7 +67,7 @@ def test_a_login_is_logged_as_login_succeeded(client, capsys):
     response = client.post("/auth", json={"username": "travis", "password": PASSWORD})
 
     event = assert_logged(logged(capsys), "login_succeeded", response, user["id"])
-    assert event["session_id"] == current_session(client, bearer(response.get_json()))
+    assert event["session_id"] == current_session(client, Tokens(response.get_json()).headers)
 
 
 def test_a_wrong_password_is_logged_as_login_failed_with_the_user(client, capsys):
@@ -146,8 +135,8 @@ def test_a_rejected_registration_is_not_logged(client, capsys):
 
 def test_a_password_change_is_logged_as_password_changed(client, capsys):
     user = register(client)
-    headers = login(client)
-    login(client)
+    headers = log_in(client).headers
+    log_in(client)
     capsys.readouterr()
 
     change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
@@ -161,7 +150,7 @@ def test_a_password_change_is_logged_as_password_changed(client, capsys):
 
 def test_a_refused_password_change_is_not_logged_as_password_changed(client, capsys):
     register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     capsys.readouterr()
 
     response = client.put(
@@ -181,7 +170,7 @@ def test_a_refused_password_change_is_not_logged_as_password_changed(client, cap
 )
 def test_a_wrong_password_at_a_password_route_is_logged_as_wrong_password(client, capsys, method, path, body, action):
     user = register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     capsys.readouterr()
 
     response = client.open(path, method=method, json=body, headers=headers)
@@ -211,7 +200,7 @@ def test_a_login_whose_password_changed_under_it_is_logged_as_login_failed(clien
 
 def test_a_logout_is_logged_as_session_revoked(client, capsys):
     user = register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     session_id = current_session(client, headers)
     capsys.readouterr()
 
@@ -224,8 +213,8 @@ def test_a_logout_is_logged_as_session_revoked(client, capsys):
 
 def test_revoking_one_session_is_logged_as_session_revoked(client, capsys):
     user = register(client)
-    headers = login(client)
-    other = current_session(client, login(client))
+    headers = log_in(client).headers
+    other = current_session(client, log_in(client).headers)
     capsys.readouterr()
 
     response = client.delete(f"/users/me/sessions/{other}", headers=headers)
@@ -238,8 +227,8 @@ def test_revoking_one_session_is_logged_as_session_revoked(client, capsys):
 def test_revoking_someone_elses_session_is_not_logged(client, capsys):
     register(client)
     register(client, "alice")
-    alices = current_session(client, login(client, "alice"))
-    headers = login(client)
+    alices = current_session(client, log_in(client, "alice").headers)
+    headers = log_in(client).headers
     capsys.readouterr()
 
     assert client.delete(f"/users/me/sessions/{alices}", headers=headers).status_code == 404
@@ -249,9 +238,9 @@ def test_revoking_someone_elses_session_is_not_logged(client, capsys):
 
 def test_revoking_every_session_is_logged_as_sessions_revoked(client, capsys):
     user = register(client)
-    headers = login(client)
-    login(client)
-    login(client)
+    headers = log_in(client).headers
+    log_in(client)
+    log_in(client)
     capsys.readouterr()
 
     response = client.delete("/users/me/sessions", headers=headers)
@@ -264,11 +253,11 @@ def test_revoking_every_session_is_logged_as_sessions_revoked(client, capsys):
 def test_a_reused_refresh_token_is_logged_as_refresh_token_reused(client, capsys):
     user = register(client)
     tokens = log_in(client)
-    session_id = current_session(client, bearer(tokens))
-    assert client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 200
+    session_id = current_session(client, tokens.headers)
+    assert client.post("/auth/refresh", json={"refresh_token": tokens.refresh}).status_code == 200
     capsys.readouterr()
 
-    response = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    response = client.post("/auth/refresh", json={"refresh_token": tokens.refresh})
 
     assert response.get_json()["code"] == "refresh_token_reused"
     event = assert_logged(logged(capsys), "refresh_token_reused", response, user["id"])
@@ -277,7 +266,7 @@ def test_a_reused_refresh_token_is_logged_as_refresh_token_reused(client, capsys
 
 def test_an_account_deletion_is_logged_as_account_deleted(client, capsys):
     user = register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     capsys.readouterr()
 
     response = client.delete("/users/me", json={"password": PASSWORD}, headers=headers)
@@ -393,15 +382,15 @@ def test_the_log_never_holds_a_password_token_or_hash(client, runner, database, 
     statuses = [client.post("/auth", json={"username": "ghost", "password": g}).status_code for g in guesses]
     assert statuses == [401] * 5 + [429]
 
-    current = bearer(auth())
+    current = Tokens(auth()).headers
     change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
     assert client.put("/users/me/password", json=change, headers=current).status_code == 204
     stored_hash("travis")
-    other = current_session(client, bearer(auth(NEW_PASSWORD)))
+    other = current_session(client, Tokens(auth(NEW_PASSWORD)).headers)
     assert client.delete(f"/users/me/sessions/{other}", headers=current).status_code == 204
     assert client.delete("/users/me/sessions", headers=current).status_code == 204
-    assert client.post("/auth/logout", headers=bearer(auth(NEW_PASSWORD))).status_code == 204
-    last = bearer(auth(NEW_PASSWORD))
+    assert client.post("/auth/logout", headers=Tokens(auth(NEW_PASSWORD)).headers).status_code == 204
+    last = Tokens(auth(NEW_PASSWORD)).headers
     assert client.delete("/users/me", json={"password": NEW_PASSWORD}, headers=last).status_code == 204
 
     commands = [("create-user", "the command line passphrase"), ("set-password", "another command line passphrase")]
@@ -435,9 +424,9 @@ def test_token_and_user_data_responses_carry_nosniff_and_no_store(client, databa
     database.execute("UPDATE users SET is_admin = 1")
     database.commit()
     logged_in = client.post("/auth", json={"username": "travis", "password": PASSWORD})
-    headers = bearer(logged_in.get_json())
+    headers = Tokens(logged_in.get_json()).headers
     refreshed = client.post("/auth/refresh", json={"refresh_token": logged_in.get_json()["refresh_token"]})
-    headers = bearer(refreshed.get_json())
+    headers = Tokens(refreshed.get_json()).headers
     created = client.post("/pets", json={"name": "Bunny", "species": "dog"}, headers=headers)
     pet = f"/pets/{created.get_json()['id']}"
     responses = {

@@ -8,16 +8,10 @@ import bcrypt
 import jwt
 import pytest
 
-from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, login, register
+from tests.helpers import CHALLENGE, PASSWORD, SECRET, assert_problem, log_in, post_login, register, users_table
 
-CHALLENGE = 'Bearer realm="jwt-server"'
 INVALID_CREDENTIALS = "Incorrect username and/or password."
 USER_KEYS = {"id", "username", "is_admin", "disabled", "created_at", "last_login_at"}
-
-
-def users_table(database):
-    """Every row and column of the users table, to prove a request changed nothing."""
-    return [tuple(row) for row in database.execute("SELECT * FROM users ORDER BY id")]
 
 
 def stored_hash(database, username):
@@ -50,10 +44,6 @@ def token_claims(response):
     return jwt.decode(
         response.get_json()["access_token"], SECRET, algorithms=["HS256"], issuer="jwt-server"
     )
-
-
-def post_login(client, username="travis", password=PASSWORD):
-    return client.post("/auth", json={"username": username, "password": password})
 
 
 # POST /users
@@ -194,8 +184,8 @@ def test_register_ignores_is_admin_in_the_body(client, database):
     assert token_claims(post_login(client, "mallory"))["admin"] is False
 
 
-def test_register_is_403_when_registration_is_disabled(tmp_path):
-    closed = build_app(tmp_path / "closed.sqlite", ALLOW_REGISTRATION=False)
+def test_register_is_403_when_registration_is_disabled(make_app):
+    closed = make_app(ALLOW_REGISTRATION=False)
 
     response = closed.test_client().post(
         "/users", json={"username": "travis", "password": PASSWORD}
@@ -333,7 +323,7 @@ def test_unknown_user_and_wrong_password_get_identical_headers(client):
 
 
 def test_failed_login_carries_the_bearer_challenge(client):
-    """API.md: every 401 carries WWW-Authenticate, the login's included."""
+    """Every 401 carries the WWW-Authenticate challenge, the login's included."""
     register(client)
 
     response = post_login(client, "travis", "not the password")
@@ -387,8 +377,8 @@ def test_token_claims_name_the_user_as_a_string_with_the_configured_lifetime(app
     assert isinstance(claims["jti"], str) and len(claims["jti"]) >= 16
 
 
-def test_token_lifetime_follows_access_token_ttl(tmp_path):
-    short = build_app(tmp_path / "short.sqlite", ACCESS_TOKEN_TTL=120)
+def test_token_lifetime_follows_access_token_ttl(make_app):
+    short = make_app(ACCESS_TOKEN_TTL=120)
     client = short.test_client()
     register(client)
 
@@ -535,7 +525,7 @@ def test_user_list_without_a_token_is_401(client):
 def test_user_list_gives_an_admin_every_user_by_id(client, database):
     created = [register(client, name) for name in ("zed", "amy", "mike")]
     set_admin(database, created[1]["id"], True)
-    headers = login(client, "amy")
+    headers = log_in(client, "amy").headers
 
     response = client.get("/users", headers=headers)
 
@@ -550,7 +540,7 @@ def test_user_list_gives_an_admin_every_user_by_id(client, database):
 
 def test_user_made_admin_after_login_gets_the_list_at_once(client, database):
     user = register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     token = headers["Authorization"].split()[1]
     assert jwt.decode(token, SECRET, algorithms=["HS256"])["admin"] is False
     assert client.get("/users", headers=headers).status_code == 403
@@ -563,7 +553,7 @@ def test_user_made_admin_after_login_gets_the_list_at_once(client, database):
 def test_admin_demoted_after_login_loses_the_list_at_once(client, database):
     user = register(client)
     set_admin(database, user["id"], True)
-    headers = login(client)
+    headers = log_in(client).headers
     token = headers["Authorization"].split()[1]
     assert jwt.decode(token, SECRET, algorithms=["HS256"])["admin"] is True
     assert client.get("/users", headers=headers).status_code == 200

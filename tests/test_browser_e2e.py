@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import PASSWORD
-from tests.servers import PROJECT_ROOT, launch
+from tests.helpers import PASSWORD, PROJECT_ROOT
+from tests.servers import launch
+
+pytestmark = pytest.mark.e2e
 
 SPA = PROJECT_ROOT / "examples" / "spa"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,11 +87,6 @@ def page(context):
     return context.new_page()
 
 
-def access_log(server):
-    """gunicorn's access log: its stdout, next to the stderr file tests/servers.py writes."""
-    return server.stderr_path.with_suffix(".out").read_text()
-
-
 def logged(server, *texts):
     """The access log once it contains every one of ``texts``, or after LOG_WAIT_SECONDS.
 
@@ -98,7 +95,7 @@ def logged(server, *texts):
     """
     deadline = time.monotonic() + LOG_WAIT_SECONDS
     while True:
-        log = access_log(server)
+        log = server.access_log()
         if all(text in log for text in texts) or time.monotonic() > deadline:
             return log
         time.sleep(0.05)
@@ -154,7 +151,7 @@ def assert_logged_in_order(server, *requests):
     """The worker served ``requests`` in this order; their lines are waited for, bounded."""
     deadline = time.monotonic() + LOG_WAIT_SECONDS
     while True:
-        lines = in_request_order(access_log(server))
+        lines = in_request_order(server.access_log())
         if request_lines(lines, *requests) is not None or time.monotonic() > deadline:
             assert request_lines(lines, *requests) is not None, "\n".join(lines)
             return
@@ -204,7 +201,7 @@ def test_browser_spa_logs_in_adds_a_pet_reloads_and_logs_out(page, api, spa_orig
     expect(page.get_by_text("Signed in as")).to_be_hidden()
 
     # The API holds what the page did; both of the page's sessions ended at its logouts.
-    token = api.call("POST", "/auth", {"username": "travis", "password": PASSWORD}).body["access_token"]
+    token = api.log_in().access
     assert [pet["name"] for pet in api.call("GET", "/my-pets", token=token).body] == ["Bunny"]
     assert [session["current"] for session in api.call("GET", "/users/me/sessions", token=token).body] == [True]
     # Chromium asked before every kind of call, and the API said yes.

@@ -2,27 +2,15 @@
 import bcrypt
 import pytest
 
-from tests.conftest import PASSWORD, login, register
-
-NEW_PASSWORD = "a brand new passphrase"
+from tests.helpers import NEW_PASSWORD, PASSWORD, can_log_in, log_in, register, users_table
 
 
 def twice(password):
     return f"{password}\n{password}\n"
 
 
-def users_table(database):
-    return [tuple(row) for row in database.execute("SELECT * FROM users ORDER BY id")]
-
-
 def user_row(database, username):
     return database.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
-
-
-def can_log_in(client, username, password):
-    response = client.post("/auth", json={"username": username, "password": password})
-    assert response.status_code in (200, 401), response.get_data(as_text=True)
-    return response.status_code == 200
 
 
 # create-user
@@ -46,7 +34,7 @@ def test_create_user_with_admin_flag_makes_an_administrator(runner, client, data
 
     assert result.exit_code == 0, result.output
     assert user_row(database, "root")["is_admin"] == 1
-    assert client.get("/users", headers=login(client, "root")).status_code == 200
+    assert client.get("/users", headers=log_in(client, "root").headers).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,13 @@
 """Configuration: the environment is read and checked once, at start-up."""
-import multiprocessing
 import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from jwt_server.config import ENVIRONMENT_VARIABLES, ConfigError, load_config, read_or_create_secret
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Every variable the server reads: cleared, so that a test starts from a known state.
-CONFIG_VARIABLES = ENVIRONMENT_VARIABLES
+from jwt_server.config import ConfigError, load_config, read_or_create_secret
+from tests.helpers import PROJECT_ROOT, at_once, clean_environment
 
 
 def config_error(environ):
@@ -129,7 +124,9 @@ def test_relative_sqlite_path_is_relative_to_the_project_root():
     assert settings["DATABASE"] == str(PROJECT_ROOT / "data" / "app.sqlite")
 
 
-@pytest.mark.parametrize("value, algorithm", [("EdDSA", "EdDSA"), ("eddsa", "EdDSA"), ("es256", "ES256"), ("RS256", "RS256")])
+@pytest.mark.parametrize(
+    "value, algorithm", [("EdDSA", "EdDSA"), ("eddsa", "EdDSA"), ("es256", "ES256"), ("RS256", "RS256")]
+)
 def test_jwt_algorithm_is_read_whatever_its_case(value, algorithm):
     assert load_config({"JWT_ALGORITHM": value})["JWT_ALGORITHM"] == algorithm
 
@@ -149,7 +146,9 @@ def test_jwt_secret_previous_of_31_bytes_is_refused_by_its_own_name():
     assert "JWT_SECRET_PREVIOUS must be at least 32 bytes" in message
 
 
-@pytest.mark.parametrize("name, value", [("JWKS_MAX_AGE", "0"), ("JWKS_MAX_AGE", "5m"), ("SIGNING_KEY_ROTATION_DAYS", "-1")])
+@pytest.mark.parametrize(
+    "name, value", [("JWKS_MAX_AGE", "0"), ("JWKS_MAX_AGE", "5m"), ("SIGNING_KEY_ROTATION_DAYS", "-1")]
+)
 def test_key_timings_must_be_whole_numbers_in_range(name, value):
     assert name in config_error({name: value})
 
@@ -203,46 +202,14 @@ def test_short_secret_file_is_refused(tmp_path):
     assert str(path) in str(excinfo.value)
 
 
-def _read_secret_together(barrier, path, results):
-    barrier.wait(timeout=30)
-    try:
-        results.put(read_or_create_secret(path))
-    except BaseException as error:  # reported to the test, which shows it
-        results.put(f"{type(error).__name__}: {error}")
-
-
-def read_secret_at_once(path, count):
-    context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(count), context.Queue()
-    processes = [
-        context.Process(target=_read_secret_together, args=(barrier, path, results))
-        for _ in range(count)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        secrets = [results.get(timeout=30) for _ in range(count)]
-    finally:
-        for process in processes:
-            process.join(timeout=30)
-    assert [process.exitcode for process in processes] == [0] * count
-    return secrets
-
-
 def test_processes_starting_together_agree_on_one_secret(tmp_path):
     # A race is lost only some of the time: several rounds make a loss show.
     for round_number in range(20):
         path = tmp_path / f"db{round_number}" / "jwt-secret"
-        secrets = read_secret_at_once(path, 8)
+        secrets = at_once(8, read_or_create_secret, path)
         assert len(set(secrets)) == 1, f"round {round_number}: {secrets}"
         assert path.read_text().strip() == secrets[0]
         assert os.listdir(path.parent) == ["jwt-secret"]
-
-
-def clean_environment(**settings):
-    environ = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
-    environ.update(settings)
-    return environ
 
 
 def test_importing_wsgi_with_a_short_secret_exits_with_one_line(tmp_path):

@@ -2,7 +2,7 @@
 import pytest
 
 from jwt_server.config import ConfigError, cors_origins
-from tests.conftest import build_app, login, register
+from tests.helpers import log_in, register
 
 ALLOWED = "https://app.example.com"
 PREFLIGHT = {
@@ -17,17 +17,17 @@ def header_set(response, name):
 
 
 @pytest.fixture
-def listed_client(tmp_path):
+def listed_client(make_app):
     """A client of an app that allows only https://app.example.com."""
-    app = build_app(tmp_path / "listed.sqlite", CORS_ORIGINS=[ALLOWED])
-    return app.test_client()
+    return make_app(CORS_ORIGINS=[ALLOWED]).test_client()
 
 
 # The default, CORS_ORIGINS=*
 
 
 @pytest.mark.parametrize(
-    "path, method", [("/pets", "POST"), ("/pets", "GET"), ("/pets/1", "PATCH"), ("/pets/1", "DELETE"), ("/auth", "POST")]
+    "path, method",
+    [("/pets", "POST"), ("/pets", "GET"), ("/pets/1", "PATCH"), ("/pets/1", "DELETE"), ("/auth", "POST")],
 )
 def test_preflight_allows_any_origin_by_default(client, path, method):
     response = client.options(
@@ -77,7 +77,7 @@ def test_other_errors_carry_cors_headers(client, method, path, kwargs, status):
 
 def test_created_pet_location_and_next_link_are_exposed(client):
     register(client)
-    headers = {**login(client), "Origin": "https://anywhere.example"}
+    headers = {**log_in(client).headers, "Origin": "https://anywhere.example"}
 
     created = client.post("/pets", json={"name": "Bunny"}, headers=headers)
     client.post("/pets", json={"name": "Rex"}, headers=headers)

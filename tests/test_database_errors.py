@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from jwt_server.db import get_db
-from tests.conftest import assert_problem
+from tests.helpers import assert_problem
 
 
 def view_running(sql):

@@ -4,45 +4,15 @@ import os
 import re
 import sqlite3
 import time
+from pathlib import Path
 
 import bcrypt
 import pytest
 
 from jwt_server.db import MIGRATIONS_PATH, MigrationError, connect, get_db, migrate, prepare_before_fork
-from tests.conftest import PASSWORD, assert_problem, build_app, login, register
+from tests.helpers import KOA_PETS, KOA_USERS, PASSWORD, assert_problem, at_once, build_koa_database, log_in, register
 
 STEP_COUNT = len(re.findall(r"^-- step \d+:", MIGRATIONS_PATH.read_text(), re.MULTILINE))
-
-KOA_USERS = (
-    "CREATE TABLE users (id integer not null primary key autoincrement, "
-    "username varchar(255), passwordHash varchar(255))"
-)
-KOA_PETS = (
-    "CREATE TABLE pets (id integer not null primary key autoincrement, "
-    "user_id integer, name varchar(255), species varchar(255))"
-)
-
-
-def koa_hash(password):
-    """A hash as the Koa server's bcryptjs stored it: ``$2a$``, cost 10."""
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
-    assert hashed.startswith("$2b$10$")
-    return "$2a$" + hashed[4:]
-
-
-def build_koa_database(path, users, pets):
-    """``users``: (id, username, password); ``pets``: (id, user_id, name, species)."""
-    connection = sqlite3.connect(path)
-    with connection:
-        connection.execute(KOA_USERS)
-        connection.execute(KOA_PETS)
-        connection.executemany(
-            "INSERT INTO users (id, username, passwordHash) VALUES (?, ?, ?)",
-            [(user_id, username, koa_hash(password)) for user_id, username, password in users],
-        )
-        connection.executemany("INSERT INTO pets (id, user_id, name, species) VALUES (?, ?, ?, ?)", pets)
-    connection.close()
-
 
 def dump(path):
     """Everything a database holds: schema, rows, version."""
@@ -124,11 +94,11 @@ def test_migrate_creates_a_database_only_its_owner_can_read(tmp_path):
     assert path.parent.stat().st_mode & 0o077 == 0
 
 
-def test_an_app_never_creates_a_database_prepared_before_fork(tmp_path):
+def test_an_app_never_creates_a_database_prepared_before_fork(tmp_path, make_app):
     path = tmp_path / "prepared.sqlite"
     prepare_before_fork(str(path))
     path.unlink()
-    client = build_app(path).test_client()
+    client = make_app(DATABASE=str(path)).test_client()
     assert_problem(client.post("/users", json={"username": "lost", "password": PASSWORD}), 503, "database_unavailable")
     assert not path.exists()
 
@@ -141,7 +111,7 @@ def test_a_kept_connection_to_a_file_deleted_or_replaced_is_503_not_a_write(app,
         os.unlink(path)
     else:
         copy = tmp_path / "copy.sqlite"
-        copy.write_bytes(open(path, "rb").read())
+        copy.write_bytes(Path(path).read_bytes())
         os.replace(copy, path)
 
     response = client.post("/users", json={"username": "lost", "password": PASSWORD})
@@ -168,7 +138,7 @@ def test_migrate_creates_the_folder_of_a_new_database(tmp_path, migrated_once):
 
 
 @pytest.fixture
-def koa_app(tmp_path):
+def koa_app(tmp_path, make_app):
     """An app opened on a database the original Koa server wrote."""
     path = tmp_path / "db.sqlite"
     build_koa_database(
@@ -181,7 +151,7 @@ def koa_app(tmp_path):
             (5, 99, "Orphan", "bird"),
         ],
     )
-    return build_app(path)
+    return make_app(DATABASE=str(path))
 
 
 def stored_hash(app, user_id):
@@ -200,18 +170,18 @@ def test_koa_database_is_brought_to_the_last_step(koa_app, migrated_once):
 
 def test_koa_users_keep_their_ids_and_old_passwords(koa_app):
     client = koa_app.test_client()
-    headers = login(client, "travis", PASSWORD)
+    headers = log_in(client, "travis", PASSWORD).headers
     me = client.get("/users/me", headers=headers).get_json()
     assert me["id"] == 3
     assert me["username"] == "travis"
     assert me["is_admin"] is False
-    alice = login(client, "Alice", "alice's old password")
+    alice = log_in(client, "Alice", "alice's old password").headers
     assert client.get("/users/me", headers=alice).get_json()["id"] == 7
 
 
 def test_koa_user_logs_in_with_the_username_in_another_case(koa_app):
     client = koa_app.test_client()
-    headers = login(client, "ALICE", "alice's old password")
+    headers = log_in(client, "ALICE", "alice's old password").headers
     assert client.get("/users/me", headers=headers).get_json()["username"] == "Alice"
 
 
@@ -222,20 +192,20 @@ def test_koa_user_with_a_wrong_password_is_refused(koa_app):
 
 def test_koa_users_see_their_pets(koa_app):
     client = koa_app.test_client()
-    travis = client.get("/my-pets", headers=login(client, "travis", PASSWORD))
+    travis = client.get("/my-pets", headers=log_in(client, "travis", PASSWORD).headers)
     assert travis.status_code == 200
     assert travis.get_json() == [
         {"id": 1, "name": "Bunny", "species": "dog"},
         {"id": 4, "name": "Nemo", "species": None},
     ]
-    alice = client.get("/my-pets", headers=login(client, "alice", "alice's old password"))
+    alice = client.get("/my-pets", headers=log_in(client, "alice", "alice's old password").headers)
     assert alice.get_json() == [{"id": 2, "name": "Tom", "species": "cat"}]
 
 
 def test_koa_hash_is_kept_until_login_then_rehashed_at_the_app_cost(koa_app):
     old_hash = stored_hash(koa_app, 3)
     assert old_hash.startswith("$2a$10$")
-    login(koa_app.test_client(), "travis", PASSWORD)
+    log_in(koa_app.test_client(), "travis", PASSWORD)
     new_hash = stored_hash(koa_app, 3)
     assert new_hash.startswith("$2b$04$")
     assert bcrypt.checkpw(PASSWORD.encode(), new_hash.encode())
@@ -255,7 +225,7 @@ def test_koa_username_taken_in_another_case_cannot_be_registered(koa_app):
     assert response.status_code == 409
 
 
-def test_new_rows_after_a_koa_migration_never_reuse_an_id(tmp_path):
+def test_new_rows_after_a_koa_migration_never_reuse_an_id(tmp_path, make_app):
     """AUTOINCREMENT in the Koa schema promises ids are never reused: not those
     of users deleted under Koa, nor of pets the migration drops."""
     path = tmp_path / "db.sqlite"
@@ -268,10 +238,10 @@ def test_new_rows_after_a_koa_migration_never_reuse_an_id(tmp_path):
     with connection:
         connection.execute("DELETE FROM users WHERE id = 8")
     connection.close()
-    app = build_app(path)
+    app = make_app(DATABASE=str(path))
     client = app.test_client()
     assert register(client, "newcomer")["id"] > 8
-    response = client.post("/pets", json={"name": "Rex"}, headers=login(client, "newcomer"))
+    response = client.post("/pets", json={"name": "Rex"}, headers=log_in(client, "newcomer").headers)
     assert response.status_code == 201
     assert response.get_json()["id"] > 5
 
@@ -296,40 +266,16 @@ def test_koa_usernames_differing_only_by_case_stop_the_migration(tmp_path):
     }
 
 
-def test_create_app_refuses_to_start_on_koa_usernames_differing_by_case(tmp_path):
+def test_create_app_refuses_to_start_on_koa_usernames_differing_by_case(tmp_path, make_app):
     path = tmp_path / "db.sqlite"
     build_koa_database(path, users=[(1, "bob", "pw one here"), (2, "BOB", "pw two here")], pets=[])
     with pytest.raises(MigrationError):
-        build_app(path)
+        make_app(DATABASE=str(path))
 
 
-def _migrate_together(barrier, path, results):
-    barrier.wait(timeout=30)
-    try:
-        migrate(path)
-    except Exception as error:  # reported to the test, which shows it
-        results.put(f"{type(error).__name__}: {error}")
-    else:
-        results.put("ok")
-
-
-def migrate_at_once(path, count):
-    """What ``count`` processes calling migrate(path) at the same moment report."""
-    context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(count), context.Queue()
-    processes = [
-        context.Process(target=_migrate_together, args=(barrier, str(path), results))
-        for _ in range(count)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        outcomes = [results.get(timeout=60) for _ in range(count)]
-    finally:
-        for process in processes:
-            process.join(timeout=30)
-    assert [process.exitcode for process in processes] == [0] * count
-    return outcomes
+def migrated(path):
+    migrate(path)
+    return "ok"
 
 
 def _koa_server_writing(path, writing, seconds):
@@ -370,7 +316,7 @@ def test_six_processes_migrating_one_new_database_all_succeed(tmp_path, existing
         path = tmp_path / f"db{round_number}.sqlite"
         if existing:
             path.touch()
-        outcomes = migrate_at_once(path, 6)
+        outcomes = at_once(6, migrated, str(path))
         assert outcomes == ["ok"] * 6, f"round {round_number}: {outcomes}"
         assert schema(path) == migrated_once
         assert dump(path)[2] == STEP_COUNT
@@ -379,7 +325,7 @@ def test_six_processes_migrating_one_new_database_all_succeed(tmp_path, existing
 def test_deleting_a_user_deletes_their_pets(app, client):
     register(client, "travis")
     register(client, "alice")
-    travis, alice = login(client, "travis"), login(client, "alice")
+    travis, alice = log_in(client, "travis").headers, log_in(client, "alice").headers
     for name in ("Bunny", "Nemo"):
         assert client.post("/pets", json={"name": name}, headers=travis).status_code == 201
     assert client.post("/pets", json={"name": "Tom"}, headers=alice).status_code == 201

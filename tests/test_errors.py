@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import PASSWORD, assert_problem, login, register
+from tests.helpers import PASSWORD, assert_problem, log_in, register
 
 MAX_BODY = 64 * 1024
 GENERATED_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -45,7 +45,7 @@ def test_wrong_method_is_a_405_problem_with_allow(client, method, path, allowed)
 
 def pets_headers(client):
     register(client)
-    return login(client)
+    return log_in(client).headers
 
 
 BODY_ROUTES = ["/users", "/auth", "/pets"]
@@ -262,7 +262,9 @@ def some_responses(app, client):
             "401 no token": client.get("/pets", headers=headers),
             "404 unknown": client.get("/nowhere", headers=headers),
             "405 method": client.delete("/health", headers=headers),
-            "413 too large": client.post("/users", data="x" * (MAX_BODY + 1), content_type="application/json", headers=headers),
+            "413 too large": client.post(
+                "/users", data="x" * (MAX_BODY + 1), content_type="application/json", headers=headers
+            ),
             "415 text": client.post("/users", data="x", content_type="text/plain", headers=headers),
             "500 crash": client.get("/boom", headers=headers),
             "preflight": client.options(

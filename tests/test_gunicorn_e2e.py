@@ -11,16 +11,13 @@ import subprocess
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from jwt_server.db import migrate
-from tests.conftest import PASSWORD
-from tests.servers import (
-    GUNICORN,
-    PROJECT_ROOT,
-    START_TIMEOUT,
-    free_port,
-    register_and_login,
-    server_environment,
-)
+from tests.helpers import PASSWORD, PROJECT_ROOT, clean_environment
+from tests.servers import GUNICORN, START_TIMEOUT, free_port, register_and_login
+
+pytestmark = pytest.mark.e2e
 
 MIGRATIONS = (PROJECT_ROOT / "migrations.sql").read_text()
 STEP_COUNT = len(re.findall(r"^-- step \d+:", MIGRATIONS, re.MULTILINE))
@@ -149,7 +146,7 @@ def test_e2e_bad_configuration_stops_gunicorn_with_one_line(tmp_path):
     result = subprocess.run(
         [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
         cwd=PROJECT_ROOT,
-        env=server_environment(
+        env=clean_environment(
             DATABASE_URL=f"sqlite:///{database}",
             JWT_SECRET="short",
             WEB_CONCURRENCY="2",

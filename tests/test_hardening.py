@@ -13,7 +13,7 @@ import bcrypt
 import pytest
 
 from jwt_server import pets as pets_module
-from tests.conftest import PASSWORD, assert_problem, build_app, login, register
+from tests.helpers import PASSWORD, assert_problem, can_log_in, log_in, register
 
 NEW_PASSWORD = "a brand new passphrase"
 WRONG = "not the password at all"
@@ -33,9 +33,6 @@ def write(app, sql, *parameters):
         database.execute(sql, parameters)
         database.commit()
 
-
-def can_log_in(client, password, username="travis"):
-    return client.post("/auth", json={"username": username, "password": password}).status_code == 200
 
 
 def audit_events(text):
@@ -102,15 +99,10 @@ def live_sessions(app, user_id):
 # 1. A password change cannot be undone by a login that verified the old password
 
 
-@pytest.fixture
-def app(tmp_path):
-    return build_app(tmp_path / "hardening.sqlite")
-
-
 def test_login_that_verified_the_old_password_during_a_change_gets_no_session(app, monkeypatch):
     client = app.test_client()
     user = register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
 
     def change_password():
@@ -121,8 +113,8 @@ def test_login_that_verified_the_old_password_during_a_change_gets_no_session(ap
     assert_problem(response, 401, "invalid_credentials")
     assert response.get_json()["detail"] == "Incorrect username and/or password."
     assert [row[0] for row in live_sessions(app, user["id"])] == [1]  # the changer's own session only
-    assert can_log_in(client, NEW_PASSWORD)
-    assert not can_log_in(client, PASSWORD)
+    assert can_log_in(client, "travis", NEW_PASSWORD)
+    assert not can_log_in(client, "travis", PASSWORD)
 
 
 def test_login_during_set_password_command_gets_no_session(app, monkeypatch):
@@ -138,12 +130,12 @@ def test_login_during_set_password_command_gets_no_session(app, monkeypatch):
 
     assert_problem(response, 401, "invalid_credentials")
     assert live_sessions(app, user["id"]) == []
-    assert can_log_in(client, NEW_PASSWORD)
-    assert not can_log_in(client, PASSWORD)
+    assert can_log_in(client, "travis", NEW_PASSWORD)
+    assert not can_log_in(client, "travis", PASSWORD)
 
 
-def test_login_rehashing_an_old_cost_hash_cannot_put_the_old_password_back(tmp_path, monkeypatch):
-    app = build_app(tmp_path / "rehash.sqlite", BCRYPT_ROUNDS=5)
+def test_login_rehashing_an_old_cost_hash_cannot_put_the_old_password_back(make_app, monkeypatch):
+    app = make_app(BCRYPT_ROUNDS=5)
     client = app.test_client()
     user = register(client)
     old_cost_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
@@ -158,14 +150,14 @@ def test_login_rehashing_an_old_cost_hash_cannot_put_the_old_password_back(tmp_p
     assert_problem(response, 401, "invalid_credentials")
     [(stored,)] = rows(app, "SELECT password_hash FROM users WHERE id = ?", user["id"])
     assert bcrypt.checkpw(NEW_PASSWORD.encode(), stored.encode())
-    assert not can_log_in(client, PASSWORD)
-    assert can_log_in(client, NEW_PASSWORD)
+    assert not can_log_in(client, "travis", PASSWORD)
+    assert can_log_in(client, "travis", NEW_PASSWORD)
 
 
 def test_a_password_change_verified_against_a_password_changed_meanwhile_is_refused(app, monkeypatch):
     client = app.test_client()
     register(client)
-    attacker = login(client)
+    attacker = log_in(client).headers
     runner = app.test_cli_runner()
     racer = Racing(
         app, "PUT", "/users/me/password",
@@ -179,25 +171,27 @@ def test_a_password_change_verified_against_a_password_changed_meanwhile_is_refu
         response = racer.finish()
 
     assert response.status_code in (401, 403), response.get_data(as_text=True)
-    assert can_log_in(client, NEW_PASSWORD)
-    assert not can_log_in(client, "the attacker's password")
+    assert can_log_in(client, "travis", NEW_PASSWORD)
+    assert not can_log_in(client, "travis", "the attacker's password")
 
 
 # 2. Wrong passwords at the password routes count against the login throttle
 
 
 PASSWORD_ROUTES = {
-    "change-password": ("PUT", "/users/me/password", lambda password: {"current_password": password, "new_password": NEW_PASSWORD}),
+    "change-password": (
+        "PUT", "/users/me/password", lambda password: {"current_password": password, "new_password": NEW_PASSWORD}
+    ),
     "delete-account": ("DELETE", "/users/me", lambda password: {"password": password}),
 }
 
 
 @pytest.fixture
-def throttled(tmp_path):
-    app = build_app(tmp_path / "throttled.sqlite", LOGIN_MAX_FAILURES=3, LOGIN_LOCKOUT=60)
+def throttled(make_app):
+    app = make_app(LOGIN_MAX_FAILURES=3, LOGIN_LOCKOUT=60)
     client = app.test_client()
     register(client)
-    return app, client, login(client)
+    return app, client, log_in(client).headers
 
 
 @pytest.mark.parametrize("route", PASSWORD_ROUTES)
@@ -215,7 +209,8 @@ def test_wrong_passwords_at_a_password_route_lock_out_that_user_and_address(thro
     assert 0 < int(locked.headers["Retry-After"]) <= 60
     assert_problem(client.post("/auth", json={"username": "travis", "password": PASSWORD}), 429, "too_many_attempts")
     elsewhere = {"REMOTE_ADDR": "10.9.8.7"}
-    assert client.post("/auth", json={"username": "travis", "password": PASSWORD}, environ_overrides=elsewhere).status_code == 200
+    credentials = {"username": "travis", "password": PASSWORD}
+    assert client.post("/auth", json=credentials, environ_overrides=elsewhere).status_code == 200
     assert rows(app, "SELECT count(*) FROM users") == [(1,)]
     events = audit_events(capsys.readouterr().err)
     wrong = [event for event in events if event["event"] == "wrong_password"]
@@ -251,8 +246,8 @@ def test_openapi_documents_the_429_of_the_password_routes(client):
 
 
 @pytest.fixture
-def cookie_app(tmp_path):
-    app = build_app(tmp_path / "cookie.sqlite", AUTH_COOKIE=True, COOKIE_SECURE=False, CORS_ORIGINS=[APP_ORIGIN])
+def cookie_app(make_app):
+    app = make_app(AUTH_COOKIE=True, COOKIE_SECURE=False, CORS_ORIGINS=[APP_ORIGIN])
     register(app.test_client())
     return app
 
@@ -337,11 +332,11 @@ def add_pet(client, headers, name="Rex"):
     return client.post("/pets", json={"name": name, "species": "dog"}, headers=headers)
 
 
-def test_one_pet_past_max_pets_per_user_is_409_and_stored_nowhere(tmp_path):
-    app = build_app(tmp_path / "pets.sqlite", MAX_PETS_PER_USER=3)
+def test_one_pet_past_max_pets_per_user_is_409_and_stored_nowhere(make_app):
+    app = make_app(MAX_PETS_PER_USER=3)
     client = app.test_client()
     register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     for name in ("Rex", "Tom", "Bunny"):
         assert add_pet(client, headers, name).status_code == 201
 
@@ -350,16 +345,16 @@ def test_one_pet_past_max_pets_per_user_is_409_and_stored_nowhere(tmp_path):
     assert_problem(response, 409, "too_many_pets")
     assert rows(app, "SELECT count(*) FROM pets") == [(3,)]
     register(client, "alice")
-    assert add_pet(client, login(client, "alice")).status_code == 201
+    assert add_pet(client, log_in(client, "alice").headers).status_code == 201
     assert client.delete("/pets/1", headers=headers).status_code == 204
     assert add_pet(client, headers, "Room again").status_code == 201
 
 
-def test_parallel_pet_creations_cannot_pass_max_pets_per_user_together(tmp_path):
-    app = build_app(tmp_path / "pets-race.sqlite", MAX_PETS_PER_USER=5)
+def test_parallel_pet_creations_cannot_pass_max_pets_per_user_together(make_app):
+    app = make_app(MAX_PETS_PER_USER=5)
     client = app.test_client()
     register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     start = threading.Barrier(12)
     statuses = []
 
@@ -378,17 +373,17 @@ def test_parallel_pet_creations_cannot_pass_max_pets_per_user_together(tmp_path)
     assert rows(app, "SELECT count(*) FROM pets") == [(5,)]
 
 
-def test_a_login_past_max_sessions_per_user_ends_the_least_recently_used(tmp_path, capsys):
-    app = build_app(tmp_path / "sessions.sqlite", MAX_SESSIONS_PER_USER=3)
+def test_a_login_past_max_sessions_per_user_ends_the_least_recently_used(make_app, capsys):
+    app = make_app(MAX_SESSIONS_PER_USER=3)
     client = app.test_client()
     register(client)
-    first, second, third = (login(client) for _ in range(3))
+    first, second, third = (log_in(client).headers for _ in range(3))
     # The second was used longest ago; the first was refreshed since.
     for session_id, last_used_at in ((1, 2000), (2, 1000), (3, 3000)):
         write(app, "UPDATE sessions SET last_used_at = ? WHERE id = ?", last_used_at, session_id)
     capsys.readouterr()
 
-    fourth = login(client)
+    fourth = log_in(client).headers
 
     assert_problem(client.get("/users/me", headers=second), 401, "invalid_token")
     for headers in (first, third, fourth):
@@ -398,27 +393,27 @@ def test_a_login_past_max_sessions_per_user_ends_the_least_recently_used(tmp_pat
     assert [(event["session_id"], event["reason"]) for event in ended] == [(2, "session_limit")]
 
 
-def test_ended_sessions_make_room_before_any_live_one(tmp_path):
-    app = build_app(tmp_path / "sessions-ended.sqlite", MAX_SESSIONS_PER_USER=2)
+def test_ended_sessions_make_room_before_any_live_one(make_app):
+    app = make_app(MAX_SESSIONS_PER_USER=2)
     client = app.test_client()
     register(client)
-    live, logged_out = login(client), login(client)
+    live, logged_out = log_in(client).headers, log_in(client).headers
     assert client.post("/auth/logout", headers=logged_out).status_code == 204
 
-    newest = login(client)
+    newest = log_in(client).headers
 
     assert client.get("/users/me", headers=live).status_code == 200
     assert client.get("/users/me", headers=newest).status_code == 200
     assert rows(app, "SELECT id FROM sessions ORDER BY id") == [(1,), (3,)]
 
 
-def test_sessions_per_user_stay_bounded_however_often_one_logs_in_and_out(tmp_path):
-    app = build_app(tmp_path / "sessions-churn.sqlite", MAX_SESSIONS_PER_USER=3)
+def test_sessions_per_user_stay_bounded_however_often_one_logs_in_and_out(make_app):
+    app = make_app(MAX_SESSIONS_PER_USER=3)
     client = app.test_client()
     register(client)
 
     for _ in range(10):
-        assert client.post("/auth/logout", headers=login(client)).status_code == 204
+        assert client.post("/auth/logout", headers=log_in(client).headers).status_code == 204
 
     assert rows(app, "SELECT count(*) FROM sessions") == [(3,)]
 
@@ -434,7 +429,8 @@ def test_login_in_flight_when_the_account_is_deleted_is_401(app, monkeypatch):
     client = app.test_client()
     register(client)
 
-    response = race(app, monkeypatch, {"json": {"username": "travis", "password": PASSWORD}}, lambda: delete_travis(app))
+    credentials = {"username": "travis", "password": PASSWORD}
+    response = race(app, monkeypatch, {"json": credentials}, lambda: delete_travis(app))
 
     assert_problem(response, 401, "invalid_credentials")
     assert rows(app, "SELECT count(*) FROM sessions") == [(0,)]
@@ -443,7 +439,7 @@ def test_login_in_flight_when_the_account_is_deleted_is_401(app, monkeypatch):
 def test_pet_creation_in_flight_when_the_account_is_deleted_is_401(app, monkeypatch):
     client = app.test_client()
     register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     real_pet_fields = pets_module.pet_fields
 
     def pet_fields_then_account_deleted(body, *, required):
@@ -463,7 +459,7 @@ def test_pet_creation_in_flight_when_the_account_is_deleted_is_401(app, monkeypa
 def test_password_change_in_flight_when_the_account_is_deleted_is_401(app, monkeypatch):
     client = app.test_client()
     register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     racer = Racing(app, "PUT", "/users/me/password",
                    json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}, headers=headers)
     with held_in_bcrypt(monkeypatch, racer.name) as (checked, release):

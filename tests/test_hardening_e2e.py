@@ -6,54 +6,24 @@ Every answer must still be a problem document with the headers the app gives
 every response (CORS for the request's Origin, X-Request-ID, nosniff).
 Every wait is bounded.
 """
-import http.client
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import stat
 import time
 
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.servers import START_TIMEOUT, Response, register_and_login
+from tests.helpers import PASSWORD, TITLES
+from tests.servers import REQUEST_ID, START_TIMEOUT, head, register_and_login, send
+
+pytestmark = pytest.mark.e2e
 
 ORIGIN = "https://app.example.com"
-REQUEST_ID = "attack-1"
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
-TITLES = {
-    400: "Bad Request",
-    413: "Request Entity Too Large",
-    414: "Request URI Too Long",
-    431: "Request Header Fields Too Large",
-}
-
-
-def exchange(sock, data):
-    """Send ``data`` on a connected socket and read one HTTP response from it."""
-    with sock:
-        sock.settimeout(START_TIMEOUT)
-        sock.sendall(data)
-        answer = http.client.HTTPResponse(sock)
-        answer.begin()
-        content = answer.read()
-    if "json" in answer.headers.get("Content-Type", ""):
-        content = json.loads(content)
-    return Response(answer.status, answer.headers, content)
-
-
-def send(server, data):
-    host, port = server.base_url.removeprefix("http://").split(":")
-    return exchange(socket.create_connection((host, int(port))), data)
-
-
-def head(method, path, *headers):
-    lines = [f"{method} {path} HTTP/1.1", "Host: api.example.com", f"X-Request-ID: {REQUEST_ID}", *headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def chunked(method, path, body, chunk_size=16 * 1024, origin=ORIGIN):

@@ -1,12 +1,11 @@
 """Edges of what clients send: path ids, query filters, token syntax, odd paths, client addresses."""
-import base64
 import json
 import time
 
 import jwt
 import pytest
 
-from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, login, register
+from tests.helpers import PASSWORD, SECRET, assert_invalid_token, assert_problem, b64url, bearer, log_in, register
 
 HOSTILE_HOST = "evil.example"
 
@@ -98,10 +97,6 @@ def test_species_filter_empty_after_trimming_is_a_validation_error(client, auth_
 # Access tokens: nbf a finite number; three base64url segments without padding
 
 
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def token_with(claims_json):
     """An HS256 token, signed with the server's secret, whose payload is ``claims_json`` verbatim."""
     signing_input = f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{b64url(claims_json.encode())}"
@@ -116,12 +111,7 @@ def claims(client, auth_headers):
 
 
 def get_me(client, token):
-    return client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
-
-
-def assert_invalid_token(response):
-    assert_problem(response, 401, "invalid_token")
-    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    return client.get("/users/me", headers=bearer(token))
 
 
 def claims_text(claims, **raw_values):
@@ -172,7 +162,7 @@ def test_a_token_with_base64_padding_is_refused(client, auth_headers, segment, p
 def test_a_token_that_is_not_three_base64url_segments_is_refused(client, auth_headers, change):
     token = auth_headers["Authorization"].split()[1]
     while "-" not in token and "_" not in token:  # the first case needs a character to change
-        token = login(client)["Authorization"].split()[1]
+        token = log_in(client).access
 
     assert_invalid_token(get_me(client, change(token)))
 
@@ -222,8 +212,8 @@ MAX_FAILURES = 3
 
 
 @pytest.fixture
-def throttled_client(tmp_path):
-    app = build_app(tmp_path / "throttle.sqlite", LOGIN_MAX_FAILURES=MAX_FAILURES, LOGIN_LOCKOUT=60)
+def throttled_client(make_app):
+    app = make_app(LOGIN_MAX_FAILURES=MAX_FAILURES, LOGIN_LOCKOUT=60)
     client = app.test_client()
     register(client)
     return client
@@ -296,6 +286,6 @@ def test_sessions_keep_the_full_client_address(throttled_client):
     address = "2001:db8:1:2:abcd:ef01:2345:6789"
     token = log_in_from(throttled_client, address, PASSWORD).get_json()["access_token"]
 
-    sessions = throttled_client.get("/users/me/sessions", headers={"Authorization": f"Bearer {token}"})
+    sessions = throttled_client.get("/users/me/sessions", headers=bearer(token))
 
     assert [session["ip"] for session in sessions.get_json()] == [address]

@@ -16,7 +16,7 @@ from contextlib import closing
 import bcrypt
 import pytest
 
-from tests.conftest import PASSWORD, build_app, register
+from tests.helpers import PASSWORD, register
 
 ROUNDS = 10
 TRIES = 15
@@ -42,9 +42,9 @@ REFERENCE_KINDS = {"wrong password", *REFERENCES.values()}
 
 
 @pytest.mark.slow
-def test_unknown_user_and_wrong_password_take_the_same_time(tmp_path):
+def test_unknown_user_and_wrong_password_take_the_same_time(make_app):
     # LOGIN_MAX_FAILURES: every try must reach bcrypt, none be throttled
-    app = build_app(tmp_path / "timing.sqlite", BCRYPT_ROUNDS=ROUNDS, LOGIN_MAX_FAILURES=1000)
+    app = make_app(BCRYPT_ROUNDS=ROUNDS, LOGIN_MAX_FAILURES=1000)
     client = app.test_client()
     register(client)
     koa_user = register(client, "koa-user")

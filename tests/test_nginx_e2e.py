@@ -7,6 +7,7 @@ timeout). Clients connect to 127.0.0.1 from other loopback addresses
 (127.0.0.2, ...), so the client's address and nginx's (127.0.0.1) differ.
 Every wait is bounded.
 """
+import contextlib
 import http.client
 import json
 import os
@@ -25,9 +26,10 @@ import jwt
 import pytest
 from werkzeug.http import HTTP_STATUS_CODES
 
-from tests.conftest import PASSWORD
-from tests.servers import PROJECT_ROOT, Response, free_port, launch, register_and_login
-from tests.test_hardening_e2e import exchange, head, send
+from tests.helpers import PASSWORD, PROJECT_ROOT, bearer
+from tests.servers import Response, exchange, free_port, head, launch, register_and_login, send
+
+pytestmark = pytest.mark.e2e
 
 NGINX_CONF = PROJECT_ROOT / "deploy" / "nginx.conf"
 SYSTEMD_UNIT = PROJECT_ROOT / "deploy" / "jwt-server.service"
@@ -141,14 +143,10 @@ class Nginx:
     def stop(self):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGQUIT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=START_TIMEOUT)
 
 
@@ -211,11 +209,6 @@ def proxied(gunicorn, start_nginx):
     return start_nginx(int(gunicorn.base_url.rsplit(":", 1)[1]))
 
 
-def gunicorn_access_log(server):
-    """gunicorn's access log: its stdout, next to the stderr file tests/servers.py writes."""
-    return server.stderr_path.with_suffix(".out").read_text()
-
-
 def log_line(read_log, request_id):
     """The one line of ``read_log()`` for the request; servers log just after answering."""
     deadline = time.monotonic() + START_TIMEOUT
@@ -226,10 +219,6 @@ def log_line(read_log, request_id):
             assert len(lines) == 1, log
             return lines[0]
         time.sleep(0.05)
-
-
-def bearer(token, **headers):
-    return {"Authorization": f"Bearer {token}", **headers}
 
 
 def assert_nginx_problem(answer, status, origin=ORIGIN):
@@ -319,7 +308,7 @@ def test_e2e_nginx_and_gunicorn_log_one_request_id(proxied, gunicorn):
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
 
     for expected in ("trace-42.a_b", request_id):
-        assert '"GET /health HTTP/1.0" 200' in log_line(lambda: gunicorn_access_log(gunicorn), expected)
+        assert '"GET /health HTTP/1.0" 200' in log_line(gunicorn.access_log, expected)
         assert '"GET /health HTTP/1.1" 200' in log_line(proxied.access_log, expected)
 
 
@@ -335,15 +324,15 @@ def test_e2e_app_sees_the_client_address_from_nginx_not_the_clients_claim(proxie
         assert answer.status == 200
         tokens[client] = answer.body["access_token"]
         # gunicorn's first field is REMOTE_ADDR as the app has it, after ProxyFix.
-        assert log_line(lambda: gunicorn_access_log(gunicorn), f"login-from-{client}").startswith(f"{client} - ")
+        assert log_line(gunicorn.access_log, f"login-from-{client}").startswith(f"{client} - ")
         assert log_line(proxied.access_log, f"login-from-{client}").startswith(f"{client} - ")
 
     # The sessions the two logins opened record the two clients' addresses.
     sessions = proxied.request("GET", "/users/me/sessions", headers=bearer(tokens["127.0.0.3"])).body
     proxied_sessions = {session["ip"]: session["current"] for session in sessions if session["ip"] != "127.0.0.1"}
     assert proxied_sessions == {"127.0.0.2": False, "127.0.0.3": True}
-    assert "203.0.113.7" not in gunicorn_access_log(gunicorn) + gunicorn.stderr()
-    assert "198.51.100.9" not in gunicorn_access_log(gunicorn) + gunicorn.stderr()
+    assert "203.0.113.7" not in gunicorn.access_log() + gunicorn.stderr()
+    assert "198.51.100.9" not in gunicorn.access_log() + gunicorn.stderr()
 
 
 def test_e2e_nginx_rate_limit_on_credentials_is_a_problem_document(proxied):
@@ -515,7 +504,7 @@ def test_e2e_graceful_reload_under_load_drops_no_request(proxied, gunicorn):
     assert set(results) <= {200, 201}, sorted(set(results))
     new_workers = set(re.findall(r"Booting worker with pid: (\d+)", gunicorn.stderr())) - old_workers
     assert len(old_workers) == len(new_workers) == 2
-    served_by = set(re.findall(r"worker=<(\d+)>", gunicorn_access_log(gunicorn)))
+    served_by = set(re.findall(r"worker=<(\d+)>", gunicorn.access_log()))
     assert served_by & old_workers and served_by & new_workers
     assert gunicorn.process.poll() is None
     pets = gunicorn.call("GET", "/my-pets", token=token).body

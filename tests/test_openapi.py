@@ -86,7 +86,7 @@ def test_every_operation_with_a_body_documents_400_413_and_415():
     for path, method, operation in operations():
         documented = set(operation["responses"])
         if "requestBody" in operation:
-            assert BODY_ERRORS <= documented, (method, path)
+            assert documented >= BODY_ERRORS, (method, path)
         else:
             assert not BODY_ERRORS & documented, (method, path)
 

@@ -1,39 +1,11 @@
 """What an operator sees when start-up or the command line cannot proceed: one line, no traceback."""
 import sqlite3
 
-import bcrypt
 import pytest
 
 from jwt_server import db
 from jwt_server.config import ConfigError, read_or_create_secret
-from tests.conftest import PASSWORD, assert_problem, build_app
-
-KOA_SCHEMA = (
-    "CREATE TABLE users (id integer NOT NULL PRIMARY KEY AUTOINCREMENT, "
-    "username varchar(255), passwordHash varchar(255))",
-    "CREATE TABLE pets (id integer NOT NULL PRIMARY KEY AUTOINCREMENT, "
-    "user_id integer, name varchar(255), species varchar(255))",
-)
-NEW_PASSWORD = "a brand new passphrase"
-
-
-def koa_hash(password):
-    """What the Koa server stored: bcrypt ``$2a$``, hashing at most the first 72 bytes."""
-    return bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(4, prefix=b"2a")).decode()
-
-
-def build_koa_database(path, users):
-    """A database as the Koa server left it; ``users`` is [(id, username, password)]."""
-    connection = sqlite3.connect(path)
-    with connection:
-        for statement in KOA_SCHEMA:
-            connection.execute(statement)
-        connection.executemany(
-            "INSERT INTO users (id, username, passwordHash) VALUES (?, ?, ?)",
-            [(user_id, username, koa_hash(password)) for user_id, username, password in users],
-        )
-    connection.close()
-    return path
+from tests.helpers import NEW_PASSWORD, PASSWORD, assert_problem, build_koa_database
 
 
 def contents(path):
@@ -97,16 +69,16 @@ def test_a_username_with_a_line_break_is_still_named_on_one_line(tmp_path):
     assert "'mal\\nlory' (id 1) and 'MAL\\nLORY' (id 2)" in message
 
 
-def test_create_app_stops_with_the_same_one_line(tmp_path):
+def test_create_app_stops_with_the_same_one_line(tmp_path, make_app):
     path = build_koa_database(tmp_path / "db.sqlite", [(1, "bob", "pw number 1"), (2, "BOB", "pw number 2")])
 
     with pytest.raises(SystemExit) as raised:
-        build_app(path)
+        make_app(DATABASE=str(path))
 
     assert "'bob' (id 1) and 'BOB' (id 2) differ only by case" in str(raised.value.code)
 
 
-def test_after_the_rename_the_migration_proceeds(tmp_path, capsys):
+def test_after_the_rename_the_migration_proceeds(tmp_path, make_app, capsys):
     path = build_koa_database(tmp_path / "db.sqlite", [(1, "bob", "pw number 1"), (2, "BOB", "pw number 2")])
     refusal(path)
     connection = sqlite3.connect(path)
@@ -114,7 +86,7 @@ def test_after_the_rename_the_migration_proceeds(tmp_path, capsys):
         connection.execute("UPDATE users SET username = 'bob2' WHERE id = 2")
     connection.close()
 
-    client = build_app(path).test_client()
+    client = make_app(DATABASE=str(path)).test_client()
 
     response = client.post("/auth", json={"username": "bob2", "password": "pw number 2"})
     assert response.status_code == 200, response.get_json()
@@ -145,9 +117,9 @@ def test_a_database_path_that_cannot_be_opened_is_refused_in_one_line(tmp_path):
 
 
 @pytest.fixture
-def locked_database(tmp_path, monkeypatch):
+def locked_database(make_app, monkeypatch):
     """An app whose database another connection holds the write lock of (a short busy timeout)."""
-    app = build_app(tmp_path / "locked.sqlite")
+    app = make_app()
     monkeypatch.setattr(db, "BUSY_TIMEOUT_SECONDS", 0.2)
     holder = sqlite3.connect(app.config["DATABASE"], isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
@@ -172,8 +144,8 @@ def test_cli_on_a_locked_database_fails_with_one_line(locked_database, args):
     assert locked_database.config["DATABASE"] in last_line
 
 
-def test_set_password_on_a_locked_database_fails_with_one_line(tmp_path, monkeypatch):
-    app = build_app(tmp_path / "locked.sqlite")
+def test_set_password_on_a_locked_database_fails_with_one_line(make_app, monkeypatch):
+    app = make_app()
     assert app.test_cli_runner().invoke(args=["create-user", "alice"], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
     monkeypatch.setattr(db, "BUSY_TIMEOUT_SECONDS", 0.2)
     holder = sqlite3.connect(app.config["DATABASE"], isolation_level=None)
@@ -224,9 +196,9 @@ LONG_PASSPHRASE = "correct horse battery staple " * 3  # 87 bytes
 
 
 @pytest.fixture
-def long_passphrase_client(tmp_path):
+def long_passphrase_client(tmp_path, make_app):
     path = build_koa_database(tmp_path / "db.sqlite", [(1, "travis", LONG_PASSPHRASE)])
-    return build_app(path).test_client()
+    return make_app(DATABASE=str(path)).test_client()
 
 
 def test_a_koa_passphrase_over_72_bytes_is_refused_like_a_wrong_password(long_passphrase_client):

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from jwt_server.db import migrate
-from tests.conftest import PASSWORD, SECRET
-from tests.servers import PROJECT_ROOT, server_environment
-from tests.test_operator_paths import build_koa_database
+from tests.helpers import PASSWORD, PROJECT_ROOT, SECRET, build_koa_database, clean_environment
+
+pytestmark = pytest.mark.e2e
 
 FLASK = Path(sys.executable).with_name("flask")
 NOBODY = 65534
@@ -36,7 +36,7 @@ def run(command, database, stdin=""):
     return subprocess.run(
         command,
         cwd=PROJECT_ROOT,
-        env=server_environment(DATABASE_URL=f"sqlite:///{database}", JWT_SECRET=SECRET, BCRYPT_ROUNDS="4"),
+        env=clean_environment(DATABASE_URL=f"sqlite:///{database}", JWT_SECRET=SECRET, BCRYPT_ROUNDS="4"),
         input=stdin,
         capture_output=True,
         text=True,
@@ -139,7 +139,10 @@ def test_a_secret_file_another_user_created_is_one_line_naming_it(shared_dir):
     secret_path = shared_dir / "jwt-secret"
     secret_path.write_text("a" * 64 + "\n")
     secret_path.chmod(0o600 if os.geteuid() == 0 else 0o000)
-    read_secret = f"from pathlib import Path; from jwt_server.config import read_or_create_secret; read_or_create_secret(Path({str(secret_path)!r}))"
+    read_secret = (
+        "from pathlib import Path; from jwt_server.config import read_or_create_secret; "
+        f"read_or_create_secret(Path({str(secret_path)!r}))"
+    )
 
     result = run(as_other_user([sys.executable, "-c", read_secret]), shared_dir / "unused.sqlite")
 

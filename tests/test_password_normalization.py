@@ -11,14 +11,11 @@ from contextlib import closing
 import bcrypt
 import pytest
 
-from tests.conftest import PASSWORD, assert_problem, build_app, login, register
+from tests.helpers import PASSWORD, assert_problem, can_log_in, log_in, register
 
 NFC_PASSWORD = unicodedata.normalize("NFC", "crème brûlée à la façon")
 NFD_PASSWORD = unicodedata.normalize("NFD", NFC_PASSWORD)
 
-
-def can_log_in(client, password, username="travis"):
-    return client.post("/auth", json={"username": username, "password": password}).status_code == 200
 
 
 def query(app, sql, *parameters):
@@ -32,9 +29,9 @@ def test_the_same_password_typed_as_nfc_or_nfd_is_one_password(client):
     assert NFC_PASSWORD != NFD_PASSWORD
     register(client, password=NFD_PASSWORD)
 
-    assert can_log_in(client, NFC_PASSWORD)
-    assert can_log_in(client, NFD_PASSWORD)
-    assert can_log_in(client, "crème brûlée à la façon")
+    assert can_log_in(client, "travis", NFC_PASSWORD)
+    assert can_log_in(client, "travis", NFD_PASSWORD)
+    assert can_log_in(client, "travis", "crème brûlée à la façon")
 
 
 def test_a_hash_stored_before_normalization_accepts_the_password_as_it_was_set(app):
@@ -43,17 +40,17 @@ def test_a_hash_stored_before_normalization_accepts_the_password_as_it_was_set(a
     raw_hash = bcrypt.hashpw(NFD_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
     query(app, "UPDATE users SET password_hash = ? WHERE id = ?", raw_hash, user["id"])
 
-    assert can_log_in(client, NFD_PASSWORD)
+    assert can_log_in(client, "travis", NFD_PASSWORD)
 
     # That login re-hashed the normalized form: now every typing works.
     [(stored,)] = query(app, "SELECT password_hash FROM users WHERE id = ?", user["id"])
     assert stored != raw_hash
     assert bcrypt.checkpw(unicodedata.normalize("NFKC", NFD_PASSWORD).encode(), stored.encode())
-    assert can_log_in(client, NFC_PASSWORD)
+    assert can_log_in(client, "travis", NFC_PASSWORD)
 
 
-def test_a_failed_login_with_two_forms_counts_as_one_attempt(tmp_path):
-    app = build_app(tmp_path / "forms.sqlite", LOGIN_MAX_FAILURES=2)
+def test_a_failed_login_with_two_forms_counts_as_one_attempt(make_app):
+    app = make_app(LOGIN_MAX_FAILURES=2)
     client = app.test_client()
     register(client)
     wrong_nfd = unicodedata.normalize("NFD", "mauvais mot de passé")
@@ -62,7 +59,7 @@ def test_a_failed_login_with_two_forms_counts_as_one_attempt(tmp_path):
 
     assert_problem(first, 401, "invalid_credentials")
     assert query(app, "SELECT failures FROM login_throttle") == [(1,)]
-    assert can_log_in(client, PASSWORD)
+    assert can_log_in(client, "travis", PASSWORD)
 
 
 @pytest.mark.parametrize(
@@ -77,14 +74,14 @@ def test_the_length_rule_applies_to_the_normalized_password(client, password, st
 
     assert response.status_code == status, response.get_data(as_text=True)
     if status == 201:
-        assert can_log_in(client, unicodedata.normalize("NFC", password))
+        assert can_log_in(client, "travis", unicodedata.normalize("NFC", password))
 
 
 def test_a_password_change_to_an_nfd_password_accepts_its_nfc_typing(client):
     register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     change = {"current_password": PASSWORD, "new_password": NFD_PASSWORD}
 
     assert client.put("/users/me/password", json=change, headers=headers).status_code == 204
 
-    assert can_log_in(client, NFC_PASSWORD)
+    assert can_log_in(client, "travis", NFC_PASSWORD)

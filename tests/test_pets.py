@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from tests.conftest import login, register
+from tests.helpers import log_in, register
 
 LINK_NEXT = re.compile(r'<(/pets\?[^>]*)>; rel="next"')
 
@@ -12,7 +12,7 @@ LINK_NEXT = re.compile(r'<(/pets\?[^>]*)>; rel="next"')
 def other_headers(client, auth_headers):
     """A second user, alice, logged in (travis of auth_headers exists first)."""
     register(client, "alice")
-    return login(client, "alice")
+    return log_in(client, "alice").headers
 
 
 def create_pet(client, headers, **body):
@@ -244,7 +244,9 @@ def test_patch_with_no_fields_leaves_the_pet_unchanged(client, auth_headers, dat
     assert pet_rows(database) == before
 
 
-@pytest.mark.parametrize("body, field", [({"name": ""}, "name"), ({"name": None}, "name"), ({"species": "s" * 51}, "species")])
+@pytest.mark.parametrize(
+    "body, field", [({"name": ""}, "name"), ({"name": None}, "name"), ({"species": "s" * 51}, "species")]
+)
 def test_patch_rejects_invalid_fields_and_changes_nothing(client, auth_headers, database, body, field):
     pet = create_pet(client, auth_headers, name="Bunny", species="dog")
     before = pet_rows(database)

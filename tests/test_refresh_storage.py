@@ -12,29 +12,14 @@ from contextlib import closing
 import pytest
 
 from jwt_server import db
-from tests.conftest import PASSWORD, SECRET, assert_problem, build_app, register
+from tests.helpers import PASSWORD, SECRET, assert_problem, log_in, refresh, register
 
 ROTATIONS = 6
 
 
-@pytest.fixture
-def app(tmp_path):
-    return build_app(tmp_path / "refresh.sqlite")
-
-
-def log_in(client):
-    response = client.post("/auth", json={"username": "travis", "password": PASSWORD})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def refresh(client, refresh_token):
-    return client.post("/auth/refresh", json={"refresh_token": refresh_token})
-
-
 def rotation_chain(client, length=ROTATIONS):
     """The refresh tokens of one session, oldest first, after ``length`` rotations."""
-    tokens = [log_in(client)["refresh_token"]]
+    tokens = [log_in(client).refresh]
     for _ in range(length):
         response = refresh(client, tokens[-1])
         assert response.status_code == 200, response.get_data(as_text=True)
@@ -77,7 +62,7 @@ def test_every_older_token_of_a_session_is_recognised_as_reused(app, older):
 def test_two_refreshes_racing_with_one_token_leave_the_loser_as_reuse(app):
     client = app.test_client()
     register(client)
-    token = log_in(client)["refresh_token"]
+    token = log_in(client).refresh
 
     winner = refresh(client, token)
     loser = refresh(client, token)
@@ -140,7 +125,7 @@ def migrate_to_step(path, step, tmp_path):
     db.migrate(str(path), partial)
 
 
-def test_a_session_from_before_the_change_refreshes_and_then_detects_reuse(tmp_path):
+def test_a_session_from_before_the_change_refreshes_and_then_detects_reuse(make_app, tmp_path):
     path = tmp_path / "older.sqlite"
     migrate_to_step(path, 5, tmp_path)
     legacy_token, rotated_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -159,7 +144,7 @@ def test_a_session_from_before_the_change_refreshes_and_then_detects_reuse(tmp_p
         )
         database.commit()
 
-    app = build_app(path)  # migrates to the last step
+    app = make_app(DATABASE=str(path))  # migrates to the last step
     client = app.test_client()
 
     renewed = refresh(client, legacy_token)
@@ -180,22 +165,22 @@ def test_a_session_from_before_the_change_refreshes_and_then_detects_reuse(tmp_p
 NEW_SECRET = "a-new-secret-that-is-also-at-least-32-bytes"
 
 
-def test_after_a_secret_roll_over_older_tokens_are_still_recognised_as_reused(tmp_path):
+def test_after_a_secret_roll_over_older_tokens_are_still_recognised_as_reused(make_app, tmp_path):
     path = tmp_path / "roll-over.sqlite"
-    client = build_app(path).test_client()
+    client = make_app(DATABASE=str(path)).test_client()
     register(client)
     tokens = rotation_chain(client, 2)
-    rolled_over = build_app(path, JWT_SECRET=NEW_SECRET, JWT_SECRET_PREVIOUS=SECRET).test_client()
+    rolled_over = make_app(DATABASE=str(path), JWT_SECRET=NEW_SECRET, JWT_SECRET_PREVIOUS=SECRET).test_client()
 
     assert_problem(refresh(rolled_over, tokens[0]), 401, "refresh_token_reused")
 
 
-def test_after_a_secret_change_the_current_token_still_refreshes(tmp_path):
+def test_after_a_secret_change_the_current_token_still_refreshes(make_app, tmp_path):
     path = tmp_path / "changed.sqlite"
-    client = build_app(path).test_client()
+    client = make_app(DATABASE=str(path)).test_client()
     register(client)
     tokens = rotation_chain(client, 2)
-    changed = build_app(path, JWT_SECRET=NEW_SECRET).test_client()
+    changed = make_app(DATABASE=str(path), JWT_SECRET=NEW_SECRET).test_client()
 
     assert_problem(refresh(changed, tokens[0]), 401, "invalid_refresh_token")
     assert refresh(changed, tokens[-1]).status_code == 200

@@ -25,7 +25,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.servers import call, launch
+from tests.servers import launch
+
+pytestmark = pytest.mark.e2e
 
 DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "jwt_server" / "openapi.json"
 # The answers gunicorn gives on any route for requests over its limits.
@@ -73,7 +75,7 @@ class Credentials:
 
     def __init__(self, server):
         self.server, self.token = server, None
-        assert server.call("POST", "/users", {"username": USERNAME, "password": PASSWORD}).status == 201
+        server.register(USERNAME, PASSWORD)
         connection = sqlite3.connect(server.database)
         with connection:
             connection.execute("UPDATE users SET is_admin = 1 WHERE username = ?", (USERNAME,))
@@ -81,9 +83,7 @@ class Credentials:
 
     def headers(self):
         if self.token is None:
-            answer = call(self.server.base_url, "POST", "/auth", {"username": USERNAME, "password": PASSWORD})
-            assert answer.status == 200, answer.body
-            self.token = answer.body["access_token"]
+            self.token = self.server.log_in(USERNAME, PASSWORD).access
         return {"Authorization": f"Bearer {self.token}"}
 
 

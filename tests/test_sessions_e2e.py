@@ -15,8 +15,10 @@ from contextlib import closing
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.helpers import NEW_PASSWORD, PASSWORD
 from tests.servers import START_TIMEOUT
+
+pytestmark = pytest.mark.e2e
 
 WORKERS = 4
 RACERS = 10
@@ -26,19 +28,6 @@ FOLLOW_UPS = 20
 MAX_BATCHES = 50
 BARRIER_TIMEOUT = 10
 _LOGGED = re.compile(r"request_id=(\S+) worker=<?(\d+)")
-NEW_PASSWORD = "a brand new passphrase"
-
-
-def log_in(server, username="travis", password=PASSWORD):
-    """``(access token, refresh token)`` of a new session."""
-    answer = server.call("POST", "/auth", {"username": username, "password": password})
-    assert answer.status == 200, answer.body
-    return answer.body["access_token"], answer.body["refresh_token"]
-
-
-def register(server, username="travis"):
-    answer = server.call("POST", "/users", {"username": username, "password": PASSWORD})
-    assert answer.status == 201, answer.body
 
 
 def all_at_once(count, request):
@@ -58,11 +47,6 @@ def codes(answers):
     return Counter((answer.status, (answer.body or {}).get("code")) for answer in answers)
 
 
-def access_log(server):
-    """gunicorn's access log: its stdout, next to the stderr file tests/servers.py writes."""
-    return server.stderr_path.with_suffix(".out").read_text(errors="replace")
-
-
 def workers_of(server, answers):
     """The pid of the worker that answered each of ``answers``, found by X-Request-ID in the access log.
 
@@ -71,9 +55,9 @@ def workers_of(server, answers):
     request_ids = {answer.headers["X-Request-ID"] for answer in answers}
     deadline = time.monotonic() + START_TIMEOUT
     while True:
-        found = dict(_LOGGED.findall(access_log(server)))
+        found = dict(_LOGGED.findall(server.access_log()))
         if request_ids <= found.keys() or time.monotonic() > deadline:
-            assert request_ids <= found.keys(), access_log(server)
+            assert request_ids <= found.keys(), server.access_log()
             return [found[answer.headers["X-Request-ID"]] for answer in answers]
         time.sleep(0.05)
 
@@ -127,12 +111,12 @@ def race_once(server, refresh_token, access_token):
 
 def test_e2e_racing_refreshes_of_one_token_let_one_win_and_revoke_the_session(start_gunicorn):
     server = start_gunicorn(workers=WORKERS)
-    register(server)
+    server.register()
     spread_rounds = 0
 
     for round_number in range(1, MAX_RACE_ROUNDS + 1):
-        access_token, refresh_token = log_in(server)
-        answers = race_once(server, refresh_token, access_token)
+        tokens = server.log_in()
+        answers = race_once(server, tokens.refresh, tokens.access)
         spread_rounds += len(set(workers_of(server, answers))) >= 2
         if round_number >= MIN_RACE_ROUNDS and spread_rounds:
             break
@@ -160,9 +144,10 @@ def end_by_password_change_in_another_session(server, access_token, other_access
 )
 def test_e2e_ended_session_is_refused_at_once_by_every_worker(start_gunicorn, end_session):
     server = start_gunicorn(workers=WORKERS)
-    register(server)
-    access_token, refresh_token = log_in(server)
-    other_access_token, _ = log_in(server)
+    server.register()
+    tokens = server.log_in()
+    access_token, refresh_token = tokens.access, tokens.refresh
+    other_access_token = server.log_in().access
 
     def who_am_i():
         return server.call("GET", "/users/me", token=access_token)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from jwt_server.throttle import username_key
-from tests.conftest import PASSWORD, build_app, register
+from tests.helpers import PASSWORD, register
 
+# The defaults of LOGIN_MAX_FAILURES and LOGIN_LOCKOUT (conftest clears the environment).
 MAX_FAILURES = 5
 LOCKOUT = 60
 WRONG = "not the password at all"
@@ -20,24 +21,8 @@ ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    """Build an app on tmp_path's database with extra settings."""
-
-    def make(**settings):
-        settings = {"LOGIN_MAX_FAILURES": MAX_FAILURES, "LOGIN_LOCKOUT": LOCKOUT, **settings}
-        return build_app(tmp_path / "throttle.sqlite", **settings)
-
-    return make
-
-
-@pytest.fixture
-def app(make_app):
-    """The default app; ``database`` (conftest) opens its file, which make_app shares."""
-    return make_app()
-
-
-@pytest.fixture
 def client(app):
+    """The app's client, with travis registered."""
     client = app.test_client()
     register(client)
     return client
@@ -208,7 +193,7 @@ def test_each_further_lockout_doubles_the_window(client, database):
         fail(client, 1)
         windows.append(retry_after(attempt(client)))
 
-    for window, expected in zip(windows, [LOCKOUT, 2 * LOCKOUT, 4 * LOCKOUT, 8 * LOCKOUT]):
+    for window, expected in zip(windows, [LOCKOUT, 2 * LOCKOUT, 4 * LOCKOUT, 8 * LOCKOUT], strict=True):
         assert expected - 1 <= window <= expected, windows
 
 

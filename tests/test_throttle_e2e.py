@@ -10,9 +10,13 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from jwt_server.throttle import username_key
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 from tests.servers import call, register_and_login
+
+pytestmark = pytest.mark.e2e
 
 MAX_FAILURES = 5
 GUESSES = 50

@@ -1,8 +1,6 @@
 """Which access tokens GET /users/me accepts: forgeries (RFC 8725), claims, the header."""
-import base64
 import hashlib
 import hmac
-import json
 import time
 import warnings
 
@@ -10,19 +8,19 @@ import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
-from tests.conftest import SECRET, build_app, login, register
+from tests.helpers import (
+    CHALLENGE,
+    DROP,
+    SECRET,
+    assert_invalid_token,
+    b64json,
+    b64url,
+    bearer,
+    log_in,
+    register,
+)
 
 OTHER_SECRET = "another-secret-that-is-also-32-bytes-long"
-CHALLENGE = 'Bearer realm="jwt-server"'
-DROP = object()
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64json(value):
-    return b64url(json.dumps(value).encode())
 
 
 def hs256(signing_input, key=SECRET):
@@ -41,8 +39,7 @@ class Caller(int):
 def logged_in(client):
     """Register and log in a user: the Caller, with the session id of a real token."""
     user_id = register(client)["id"]
-    token = login(client)["Authorization"].split()[1]
-    return Caller(user_id, jwt.decode(token, SECRET, algorithms=["HS256"])["sid"])
+    return Caller(user_id, log_in(client).claims["sid"])
 
 
 def claims_for(user_id, **changes):
@@ -86,16 +83,7 @@ def alg_none(alg, claims, signature):
 
 
 def get_me(client, token):
-    return client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
-
-
-def assert_invalid_token(response):
-    assert response.status_code == 401, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    assert response.get_json()["code"] == "invalid_token"
-    challenge = response.headers["WWW-Authenticate"]
-    assert challenge.startswith(CHALLENGE)
-    assert 'error="invalid_token"' in challenge
+    return client.get("/users/me", headers=bearer(token))
 
 
 @pytest.fixture
@@ -219,7 +207,7 @@ def test_forged_or_broken_token_is_refused(client, user_id, make_token):
 
 def test_token_of_a_user_deleted_after_login_is_refused(client, database):
     register(client)
-    headers = login(client)
+    headers = log_in(client).headers
     assert client.get("/users/me", headers=headers).status_code == 200
 
     database.execute("DELETE FROM users WHERE username = 'travis'")
@@ -287,12 +275,8 @@ def test_token_with_the_basic_scheme_is_not_accepted(client, auth_headers):
 # JWT_LEEWAY
 
 
-def app_with(tmp_path, name, **overrides):
-    return build_app(tmp_path / f"{name}.sqlite", **overrides)
-
-
-def test_token_expired_5_seconds_ago_is_accepted_within_leeway(tmp_path):
-    client = app_with(tmp_path, "leeway", JWT_LEEWAY=30).test_client()
+def test_token_expired_5_seconds_ago_is_accepted_within_leeway(make_app):
+    client = make_app(JWT_LEEWAY=30).test_client()
     user_id = logged_in(client)
 
     response = get_me(client, expired_token(user_id, 5))
@@ -301,8 +285,8 @@ def test_token_expired_5_seconds_ago_is_accepted_within_leeway(tmp_path):
     assert response.get_json()["id"] == user_id
 
 
-def test_token_expired_beyond_the_leeway_is_refused(tmp_path):
-    client = app_with(tmp_path, "leeway", JWT_LEEWAY=30).test_client()
+def test_token_expired_beyond_the_leeway_is_refused(make_app):
+    client = make_app(JWT_LEEWAY=30).test_client()
     user_id = logged_in(client)
 
     assert_invalid_token(get_me(client, expired_token(user_id, 60)))
@@ -314,8 +298,8 @@ def test_token_expired_5_seconds_ago_is_refused_without_leeway(app, client, user
     assert_invalid_token(get_me(client, expired_token(user_id, 5)))
 
 
-def test_nbf_within_the_leeway_is_accepted(tmp_path):
-    client = app_with(tmp_path, "leeway", JWT_LEEWAY=30).test_client()
+def test_nbf_within_the_leeway_is_accepted(make_app):
+    client = make_app(JWT_LEEWAY=30).test_client()
     user_id = logged_in(client)
 
     token = signed(claims_for(user_id, nbf=int(time.time()) + 5))

@@ -1,5 +1,6 @@
 # make run: start the service on 127.0.0.1:8000; make test: run the test suite.
 # make bench: performance figures, side by side (needs wrk; bench/run.py);
+# make bench-stack: also other gunicorn worker models and PyPy;
 # make bench-smoke: the same steps for ~2 s each, to check the bench itself (CI).
 # All create .venv and install what they need first.
 PYTHON ?= python3
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install system-packages run test bench bench-smoke clean
+.PHONY: install system-packages run test bench bench-stack bench-smoke clean
 
 install: $(STAMP)
 
@@ -51,11 +52,48 @@ $(BENCH_STAMP): setup.cfg pyproject.toml
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e .
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) system-packages
-	$(BENCH_VENV)/bin/python -m bench.run
+# The Koa server it replaces (bench/koa), from its lockfile. sqlite3 has no
+# prebuilt binary reachable here (they are on GitHub), so npm builds it, against
+# Debian's libsqlite3 (npm_config_sqlite=/usr): the same SQLite the service uses,
+# and a minute of compiling instead of SQLite's whole amalgamation.
+KOA_STAMP := bench/koa/node_modules/.installed
 
-bench-smoke: $(BENCH_STAMP) system-packages
+$(KOA_STAMP): bench/koa/package.json bench/koa/package-lock.json
+	cd bench/koa && npm_config_sqlite=/usr npm ci --no-audit --no-fund --loglevel=error
+	touch $(KOA_STAMP)
+
+# make bench-stack also measures gevent workers (gevent in the bench venv) and
+# bare Flask on PyPy: Debian's pypy3 (Python 3.9; bare Flask needs only flask and
+# gunicorn). Only the ceiling runs there: the service needs Python 3.10.
+PYPY_VENV := .venv-pypy
+
+$(BENCH_VENV)/.gevent: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m pip install --quiet gevent packaging  # gunicorn's gevent worker imports packaging
+	touch $@
+
+$(PYPY_VENV)/.installed:
+	command -v pypy3 >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pypy3 pypy3-venv >/dev/null)
+	pypy3 -m venv $(PYPY_VENV)
+	$(PYPY_VENV)/bin/python -m pip install --quiet flask gunicorn
+	touch $@
+
+# The load client of the realtime bench: socket.io-client, as browser apps use it.
+SOCKETS_STAMP := bench/sockets/node_modules/.installed
+
+$(SOCKETS_STAMP): bench/sockets/package.json bench/sockets/package-lock.json
+	cd bench/sockets && npm ci --no-audit --no-fund --loglevel=error
+	touch $(SOCKETS_STAMP)
+
+bench: $(BENCH_STAMP) $(KOA_STAMP) $(SOCKETS_STAMP) system-packages
+	$(BENCH_VENV)/bin/python -m bench.run
+	$(BENCH_VENV)/bin/python -m bench.sockets
+
+bench-stack: $(BENCH_VENV)/.gevent $(KOA_STAMP) $(PYPY_VENV)/.installed system-packages
+	$(BENCH_VENV)/bin/python -m bench.run --stack
+
+bench-smoke: $(BENCH_STAMP) $(KOA_STAMP) $(SOCKETS_STAMP) system-packages
 	$(BENCH_VENV)/bin/python -m bench.run --smoke
+	$(BENCH_VENV)/bin/python -m bench.sockets --smoke
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(PYPY_VENV) bench/koa/node_modules bench/sockets/node_modules *.egg-info .pytest_cache

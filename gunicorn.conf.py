@@ -30,13 +30,16 @@ load_keys(_settings)
 # believes its X-Forwarded-For (TRUSTED_PROXIES), so no one else may connect.
 bind = [read(os.environ, "BIND") or f"127.0.0.1:{read(os.environ, 'PORT')}"]
 
-# Threads let one worker serve other requests while a login waits on bcrypt,
-# which releases the GIL: logins run in parallel, and keep-alive works.
-# jwt_server.worker's ThreadWorker is gunicorn's gthread worker whose own
-# errors (414, 431, a malformed request or chunked body) are the app's problem
-# documents, and which holds a chunked body to the app's 64 KiB limit.
-worker_class = "jwt_server.worker.ThreadWorker"
+# gevent: one greenlet per connection, so a worker serves its requests and
+# holds its Socket.IO sockets (realtime.py) without a thread for each; bcrypt
+# runs in gevent's thread pool (security.off_the_event_loop), so logins run in
+# parallel and never stall the worker. jwt_server.worker's GeventWorker makes
+# gunicorn's own errors (414, 431, a malformed request or chunked body) the
+# app's problem documents and holds a chunked body to the app's 64 KiB limit.
+# (jwt_server.worker.ThreadWorker is the same on gthread, with `threads`.)
+worker_class = "jwt_server.worker.GeventWorker"
 workers = read(os.environ, "WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1
+worker_connections = 1000
 threads = 4
 # A worker whose main loop is silent this long is killed and replaced. With
 # gthread a slow request does not trigger it; nginx answers 504 for one after

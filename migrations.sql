@@ -131,7 +131,29 @@ CREATE TABLE signing_keys (
 );
 CREATE UNIQUE INDEX signing_keys_newest ON signing_keys (algorithm) WHERE retires_at IS NULL;
 
--- step 8: refresh-token bookkeeping constant per session, and a credentials
+-- step 8: the realtime outbox. A change to a user's pets writes its event in
+-- the same transaction, numbered by a per-user counter (event_counters),
+-- so that a change that rolled back is never announced, one that committed
+-- always is, and a client sees any gap. Rows about ended sessions carry no
+-- event_id: they tell every worker which live sockets to close. Rows are kept
+-- REALTIME_REPLAY_SECONDS for reconnecting clients, then pruned. No foreign
+-- key: the event that a deleted account's sockets must hear outlives the user.
+CREATE TABLE event_counters (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    last_event_id INTEGER NOT NULL
+);
+CREATE TABLE realtime_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    event_id INTEGER,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX realtime_events_user_id_event_id ON realtime_events (user_id, event_id);
+CREATE INDEX realtime_events_created_at ON realtime_events (created_at);
+
+-- step 9: refresh-token bookkeeping constant per session, and a credentials
 -- version. A refresh token is now "<session id>.<generation>.<random>.<tag>":
 -- the session keeps the SHA-256 of its current token's random part and the
 -- generation it has reached; an older token of the session is recognised by

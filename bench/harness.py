@@ -17,7 +17,9 @@ from jwt_server.config import ENVIRONMENT_VARIABLES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
+PYPY_GUNICORN = PROJECT_ROOT / ".venv-pypy" / "bin" / "gunicorn"
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
+KOA_DIR = Path(__file__).with_name("koa")
 START_TIMEOUT = 30
 STOP_TIMEOUT = 10
 SPECIES = ["dog", "cat", "rabbit", None]
@@ -57,29 +59,43 @@ def free_port():
 
 
 class Server:
-    """``gunicorn -c gunicorn.conf.py <app>`` on a free port, in a process group of its own."""
+    """A server process on a free port, in a process group of its own.
 
-    def __init__(self, name, app, log_dir, **environ):
+    ``command`` is gunicorn's arguments after ``-c gunicorn.conf.py`` (the
+    app, and any setting the bench overrides), or with ``koa`` the whole
+    command line of the Koa server; ``gunicorn`` is another gunicorn
+    executable (PyPy's) and ``config`` another settings file.
+    """
+
+    def __init__(self, name, command, log_dir, *, koa=False, gunicorn=GUNICORN, config="gunicorn.conf.py", **environ):
         port = free_port()
         self.name, self.url = name, f"http://127.0.0.1:{port}"
         self.log_path = log_dir / f"{name}.log"
+        if koa:
+            environ["PORT"] = str(port)
+            cwd = KOA_DIR
+        else:
+            command = [str(gunicorn), "-c", str(config), *command]
+            environ["BIND"] = f"127.0.0.1:{port}"
+            cwd = PROJECT_ROOT
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(GUNICORN), "-c", "gunicorn.conf.py", app],
-                cwd=PROJECT_ROOT,
-                env={**os.environ, **environ, "BIND": f"127.0.0.1:{port}"},
+                command,
+                cwd=cwd,
+                env={**os.environ, **environ},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.koa = koa
 
-    def wait_ready(self, path):
+    def wait_ready(self, path, status=200):
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise HarnessError(f"{self.name}: gunicorn exited with {self.process.returncode}\n{self.log_tail()}")
             try:
-                if call(self.url + path)[0] == 200:
+                if call(self.url + path)[0] == status:
                     return
             except OSError:
                 pass
@@ -90,6 +106,9 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def worker_pids(self):
+        """gunicorn's workers, or the Koa server's one process."""
+        if self.koa:
+            return [self.process.pid]
         return [pid for pid in all_pids() if parent_pid(pid) == self.process.pid]
 
     def worker_rss_mb(self):
@@ -191,5 +210,24 @@ def password_hash(database, user_id):
     connection = sqlite3.connect(database)
     try:
         return connection.execute("SELECT password_hash FROM users WHERE id = ?", (user_id,)).fetchone()[0]
+    finally:
+        connection.close()
+
+
+def koa_database(path, username, password_hash, pets):
+    """The Koa server's database: the original schema (step 1 of migrations.sql), one user and their pets."""
+    from jwt_server.db import MIGRATIONS_PATH, migration_steps
+
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in migration_steps(MIGRATIONS_PATH.read_text())[0][1]:
+            connection.execute(statement)
+        user_id = connection.execute(
+            "INSERT INTO users (username, passwordHash) VALUES (?, ?)", (username, password_hash)
+        ).lastrowid
+        connection.executemany(
+            "INSERT INTO pets (id, user_id, name, species) VALUES (?, ?, ?, ?)",
+            [(pet["id"], user_id, pet["name"], pet["species"]) for pet in pets],
+        )
     finally:
         connection.close()

@@ -18,9 +18,11 @@ def print_figures(plan, figures, list_path):
         f"{gunicorn['threads']} threads; wrk runs of {plan.seconds} s, best of {plan.rounds} alternating rounds",
     )
     runs([
+        ("Koa server (node 20), GET /my-pets", figures["koa"]),
         ("bare Flask, GET /my-pets (the ceiling)", figures["ceiling"]),
         ("service, GET /my-pets", my_pets),
         (f"service, POST /auth (BCRYPT_ROUNDS {figures['bcrypt_cost']})", figures["logins"]),
+        ("Koa server, POST /auth (bcryptjs, same hash)", figures["koa_logins"]),
         (f"service, GET {list_path}, {few}", figures["few"]),
         (f"service, GET {list_path}, {many}", figures["many"]),
     ])
@@ -32,11 +34,12 @@ def print_figures(plan, figures, list_path):
         f"  {figures['at_once']} checks at once in one process, no server: {figures['bcrypt_parallel']:.2f}/s"
         f" ({figures['bcrypt_parallel'] / bound:.2f} of the bound)",
         f"resident memory per worker after the load, MiB: service {sizes(figures['service_rss'])};"
-        f" bare Flask {sizes(figures['bare_rss'])}",
+        f" bare Flask {sizes(figures['bare_rss'])}; Koa server {sizes(figures['koa_rss'])}",
         f"{many} generated in {figures['generate_seconds']:.1f} s; whole bench {figures['elapsed']:.0f} s",
     )
     targets(
         [
+            ("GET /my-pets req/s / Koa server's", my_pets["rps"] / figures["koa"]["rps"], ">=", 1.0),
             ("GET /my-pets req/s / bare-Flask ceiling", my_pets["rps"] / figures["ceiling"]["rps"], ">=", 0.90),
             ("POST /auth logins/s / bcrypt bound", figures["logins"]["rps"] / bound, ">=", 0.90),
             ("GET /my-pets p99 / p50", my_pets["p99"] / my_pets["p50"], "<=", 3.0),
@@ -44,6 +47,18 @@ def print_figures(plan, figures, list_path):
             (f"GET {list_path} p50, {many} / {few}", figures["many"]["p50"] / figures["few"]["p50"], "<=", 1.2),
         ],
         judge=not plan.smoke,
+    )
+    if "stack" in figures:
+        stack(figures["stack"])
+
+
+def stack(rows):
+    """``rows``: ``(name, its run, the Koa server's run beside it, worker MiB)``."""
+    print("other ways to serve, GET /my-pets: each warmed up, then alternated with the Koa server")
+    table(
+        ["server", "req/s", "p50 ms", "p99 ms", "Koa req/s", "/ Koa", "MiB/worker"],
+        [(name, f"{run['rps']:.1f}", f"{run['p50']:.2f}", f"{run['p99']:.2f}", f"{koa['rps']:.1f}",
+          f"{run['rps'] / koa['rps']:.2f}", f"{max(rss):.1f}") for name, run, koa, rss in rows],
     )
 
 

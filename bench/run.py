@@ -1,11 +1,15 @@
-"""make bench: the service against a bare-Flask ceiling, bcrypt, and its own data size.
+"""make bench: the service against the Koa server it replaces, a bare-Flask ceiling, bcrypt, its data size.
 
 Shared machines are noisy: absolute figures drift from run to run, while
 ratios of figures measured side by side in one run hold. So everything is
 measured in one run, on servers started here from a temporary directory:
 the pairs that are compared alternate round by round, and the best round of
-each counts. ``--smoke`` runs the same steps for about 2 s each on tiny data,
-so that CI notices when the bench itself breaks; it never judges the targets.
+each counts. Every server gets ``warmup`` seconds of load first: the Koa
+server's JIT needs about 10 s to reach its speed. ``--stack`` adds the
+service under other gunicorn worker models, and bare Flask on PyPy when
+.venv-pypy exists, each against the Koa server of the same run.
+``--smoke`` runs the same steps for about 2 s each on tiny data, so that CI
+notices when the bench itself breaks; it never judges the targets.
 """
 import argparse
 import os
@@ -38,8 +42,8 @@ class Plan:
     smoke: bool = False
 
 
-FULL = Plan(seconds=10, login_seconds=15, warmup=3, rounds=2, few_pets=1_000, many_pets=1_000_000, bcrypt_checks=4)
-SMOKE = Plan(seconds=2, login_seconds=2, warmup=1, rounds=1, few_pets=150, many_pets=1_500, bcrypt_checks=1, smoke=True)
+FULL = Plan(seconds=10, login_seconds=15, warmup=10, rounds=2, few_pets=1_000, many_pets=1_000_000, bcrypt_checks=4)
+SMOKE = Plan(seconds=2, login_seconds=5, warmup=1, rounds=1, few_pets=150, many_pets=1_500, bcrypt_checks=1, smoke=True)
 CONNECTIONS = 32
 LIST_PATH = "/pets?limit=100"
 LIST_LIMIT = 100
@@ -53,7 +57,9 @@ class Setup:
     service: harness.Server  # on a database where the lister has few pets
     big_service: harness.Server  # on a copy where the lister has many
     bare: harness.Server
+    koa: harness.Server  # the server jwt-server replaces, on its own database with the original schema
     owner_token: str  # the owner's pets are bare.PETS
+    koa_token: str  # the same owner's, from the Koa server
     lister_token: str
     stored_hash: bytes  # the owner's bcrypt hash, as POST /users stored it
     generate_seconds: float
@@ -62,7 +68,9 @@ class Setup:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="about 2 s per measurement, tiny data (CI)")
-    plan = SMOKE if parser.parse_args().smoke else FULL
+    parser.add_argument("--stack", action="store_true", help="also other gunicorn worker models, and PyPy")
+    arguments = parser.parse_args()
+    plan = SMOKE if arguments.smoke else FULL
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, raise_interrupt)
     started = time.monotonic()
@@ -72,12 +80,15 @@ def main():
             servers = []
             try:
                 figures = measure(plan, Path(tmp), servers)
+                if arguments.stack:
+                    figures["stack"] = measure_stack(plan, Path(tmp), servers, figures)
             finally:
                 stop_all(servers)
     except harness.HarnessError as error:
         sys.exit(f"bench: {error}")
     except KeyboardInterrupt:
         sys.exit("bench: interrupted; servers stopped, temporary files removed")
+    figures.pop("setup", None)
     figures["elapsed"] = time.monotonic() - started
     report.print_figures(plan, figures, LIST_PATH)
 
@@ -102,16 +113,19 @@ def measure(plan, tmp, servers):
     setup = prepare(plan, tmp, servers)
     figures["generate_seconds"] = setup.generate_seconds
     my_pets = {"token": setup.owner_token, "connections": CONNECTIONS}
+    koa_pets = {"token": setup.koa_token, "connections": CONNECTIONS}
     pet_list = {"token": setup.lister_token, "connections": 1}
     for url, options in (
+        (setup.koa.url + "/my-pets", koa_pets),
         (setup.bare.url + "/my-pets", my_pets),
         (setup.service.url + "/my-pets", my_pets),
         (setup.service.url + LIST_PATH, pet_list),
         (setup.big_service.url + LIST_PATH, pet_list),
     ):
         harness.wrk(url, seconds=plan.warmup, **options)
-    figures["ceiling"], figures["my_pets"] = alternate(
+    figures["koa"], figures["ceiling"], figures["my_pets"] = alternate(
         plan.rounds,
+        lambda: harness.wrk(setup.koa.url + "/my-pets", seconds=plan.seconds, **koa_pets),
         lambda: harness.wrk(setup.bare.url + "/my-pets", seconds=plan.seconds, **my_pets),
         lambda: harness.wrk(setup.service.url + "/my-pets", seconds=plan.seconds, **my_pets),
     )
@@ -123,6 +137,8 @@ def measure(plan, tmp, servers):
     )
     figures["service_rss"] = setup.service.worker_rss_mb()
     figures["bare_rss"] = setup.bare.worker_rss_mb()
+    figures["koa_rss"] = setup.koa.worker_rss_mb()
+    figures["setup"] = setup  # for measure_stack
     if len(figures["service_rss"]) != figures["gunicorn"]["workers"]:
         raise harness.HarnessError(f"found {len(figures['service_rss'])} service workers, not {figures['gunicorn']}")
     return figures
@@ -135,7 +151,7 @@ def gunicorn_settings(tmp):
     os.environ["JWT_SECRET"] = secrets.token_hex(32)
     os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'unused.sqlite'}"
     settings = runpy.run_path(str(harness.PROJECT_ROOT / "gunicorn.conf.py"))
-    return {key: settings[key] for key in ("worker_class", "workers", "threads")}
+    return {key: settings[key] for key in ("worker_class", "workers", "threads", "keepalive", "access_log_format")}
 
 
 def prepare(plan, tmp, servers):
@@ -160,11 +176,28 @@ def prepare(plan, tmp, servers):
     expect_list(service.url + LIST_PATH, lister_token, LIST_LIMIT)
     expect_list(big_service.url + LIST_PATH, lister_token, LIST_LIMIT)
     stored_hash = harness.password_hash(base, owner_id).encode()
-    return Setup(service, big_service, bare, owner_token, lister_token, stored_hash, generate_seconds)
+    koa, koa_token = start_koa(servers, tmp, stored_hash)
+    expect_list(koa.url + "/my-pets", koa_token, len(PETS))
+    return Setup(service, big_service, bare, koa, owner_token, koa_token, lister_token, stored_hash, generate_seconds)
 
 
-def start(servers, name, app, tmp, database):
-    server = harness.Server(name, app, tmp, DATABASE_URL=f"sqlite:///{database}")
+def start_koa(servers, tmp, stored_hash):
+    """The Koa server on the original schema, its user holding the service owner's hash and pets."""
+    database = tmp / "koa.sqlite"
+    harness.koa_database(database, "bench_owner", stored_hash.decode(), PETS)
+    koa = harness.Server(
+        "koa", ["node", "server.js"], tmp, koa=True, DATABASE=str(database), JWT_SECRET=os.environ["JWT_SECRET"]
+    )
+    servers.append(koa)
+    koa.wait_ready("/my-pets", status=401)
+    status, tokens = harness.call(koa.url + "/auth", {"username": "bench_owner", "password": PASSWORD})
+    if status != 200:
+        raise harness.HarnessError(f"Koa's POST /auth answered {status}: {tokens}")
+    return koa, tokens["access_token"]
+
+
+def start(servers, name, app, tmp, database, *settings, **server_options):
+    server = harness.Server(name, [*settings, app], tmp, DATABASE_URL=f"sqlite:///{database}", **server_options)
     servers.append(server)
     return server
 
@@ -198,8 +231,15 @@ def measure_logins(plan, setup, figures):
         body={"username": "bench_owner", "password": PASSWORD},
     )
     checks += time_bcrypt(setup.stored_hash, plan.bcrypt_checks)
+    koa_logins = harness.wrk(
+        setup.koa.url + "/auth",
+        connections=2 * at_once,
+        seconds=plan.login_seconds,
+        body={"username": "bench_owner", "password": PASSWORD},
+    )
     return {
         "logins": logins,
+        "koa_logins": koa_logins,
         "at_once": at_once,
         "bcrypt_cost": int(setup.stored_hash.split(b"$")[2]),
         "bcrypt_checks": len(checks),
@@ -229,6 +269,59 @@ def bcrypt_in_parallel(stored_hash, threads):
         started = time.perf_counter()
         list(pool.map(check_password, [stored_hash] * threads * 2))
         return threads * 2 / (time.perf_counter() - started)
+
+
+def stack_options(gunicorn, tmp):
+    """``(name, gunicorn settings beside gunicorn.conf.py's, app, gunicorn, its settings file)`` to measure."""
+    workers, threads = str(gunicorn["workers"]), str(gunicorn["threads"])
+    default = (harness.GUNICORN, "gunicorn.conf.py")
+    options = [
+        ("service, gthread 2 workers x 16 threads", ["--workers", "2", "--threads", "16"], "wsgi:app", *default),
+        ("service, gthread 3 x 8", ["--workers", "3", "--threads", "8"], "wsgi:app", *default),
+        (f"service, sync x {workers} (no keep-alive)", ["--worker-class", "sync"], "wsgi:app", *default),
+        ("service, gevent x 2", ["--worker-class", "gevent", "--workers", "2"], "wsgi:app", *default),
+        ("bare Flask, gevent x 2", ["--worker-class", "gevent", "--workers", "2"], "bench.bare:app", *default),
+    ]
+    if harness.PYPY_GUNICORN.exists():
+        # gunicorn.conf.py imports the service, which needs Python 3.10; PyPy is 3.9.
+        # Its settings that matter for speed are given on the command line instead.
+        bind_only = tmp / "pypy.conf.py"
+        bind_only.write_text('import os\nbind = [os.environ["BIND"]]\n')
+        same_settings = [
+            "--worker-class", "gthread", "--workers", workers, "--threads", threads,
+            "--keep-alive", str(gunicorn["keepalive"]),
+            "--access-logfile", "-", "--access-logformat", gunicorn["access_log_format"],
+        ]
+        options.append((f"bare Flask on PyPy, gthread {workers} x {threads}", same_settings, "bench.bare:app",
+                        harness.PYPY_GUNICORN, bind_only))
+    return options
+
+
+def measure_stack(plan, tmp, servers, figures):
+    """Each other way to serve, warmed up, then measured between two runs of the Koa server."""
+    setup = figures.pop("setup")
+    koa_pets = {"token": setup.koa_token, "connections": CONNECTIONS}
+    my_pets = {"token": setup.owner_token, "connections": CONNECTIONS}
+    rows = []
+    for name, settings, app, gunicorn, config in stack_options(figures["gunicorn"], tmp):
+        print(f"bench: measuring {name}", file=sys.stderr)
+        server = start(servers, f"stack-{len(rows)}", app, tmp, tmp / "base.sqlite", *settings,
+                       gunicorn=gunicorn, config=config)
+        try:
+            server.wait_ready("/my-pets", status=200 if app == "bench.bare:app" else 401)
+            harness.wrk(server.url + "/my-pets", seconds=plan.warmup, **my_pets)
+            koa, measured = alternate(
+                plan.rounds,
+                lambda: harness.wrk(setup.koa.url + "/my-pets", seconds=plan.seconds, **koa_pets),
+                lambda url=server.url: harness.wrk(url + "/my-pets", seconds=plan.seconds, **my_pets),
+            )
+            rows.append((name, measured, koa, server.worker_rss_mb()))
+        except harness.HarnessError as error:  # one option failing leaves the others' figures
+            print(f"bench: {name} not measured: {error}", file=sys.stderr)
+        finally:
+            server.stop()
+            servers.remove(server)
+    return rows
 
 
 def alternate(rounds, *runs):

@@ -81,7 +81,7 @@ def set_password(db, user_id, password, rounds, keep_session=None, verified=None
         ).rowcount
         if not changed:
             raise InvalidCredentials() if find_by_id(db, user_id) else AccountGone()
-        return sessions.revoke(db, user_id=user_id, keep=keep_session)
+        return sessions.revoke(db, user_id=user_id, keep=keep_session, reason="password_changed")
 
 
 def rehash(db, user, password, rounds):
@@ -103,9 +103,14 @@ def record_login(db, user_id):
 
 
 def delete(db, user_id):
-    """Delete a user; pets and sessions go too (ON DELETE CASCADE). AccountGone if already gone."""
-    if not db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount:
-        raise AccountGone()
+    """Delete a user; pets and sessions go too (ON DELETE CASCADE). AccountGone if already gone.
+
+    Their live sockets hear ``account_deleted`` first, in the same transaction.
+    """
+    with transaction(db):
+        sessions.revoke(db, user_id=user_id, reason="account_deleted")
+        if not db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount:
+            raise AccountGone()
 
 
 def administer(db, user_id, *, is_admin=None, disabled=None, delete_user=False):
@@ -135,7 +140,7 @@ def administer(db, user_id, *, is_admin=None, disabled=None, delete_user=False):
             (None if is_admin is None else int(is_admin), None if disabled is None else int(disabled), user_id),
         )
         if disabled:
-            sessions.revoke(db, user_id=user_id)
+            sessions.revoke(db, user_id=user_id, reason="account_disabled")
     return user
 
 

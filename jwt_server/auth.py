@@ -34,16 +34,18 @@ def bearer_token():
             "This endpoint needs an access token: Authorization: Bearer <token>.",
             headers=challenge(),
         )
-    token = token.strip(" ")
-    if not _COMPACT_JWS.fullmatch(token):
+    return token.strip(" ")
+
+
+def user_for_token(token):
+    """``(user, claims)``: the user and live session a valid access token names, in one query.
+
+    HTTP requests and sockets (realtime.py) check tokens with this one function.
+    """
+    if not isinstance(token, str) or not _COMPACT_JWS.fullmatch(token):
         raise invalid_token()
-    return token
-
-
-def authenticated_user():
-    """The user and live session a valid Bearer token names, in one query."""
     try:
-        claims = security.decode_access_token(bearer_token(), current_app.config, keys.current())
+        claims = security.decode_access_token(token, current_app.config, keys.current())
     except jwt.ExpiredSignatureError:
         raise invalid_token("The access token has expired.") from None
     except jwt.InvalidTokenError:
@@ -59,7 +61,11 @@ def authenticated_user():
     ).fetchone()
     if user is None:
         raise invalid_token("The access token's session has ended, or its user no longer exists.")
-    return user
+    return user, claims
+
+
+def authenticated_user():
+    return user_for_token(bearer_token())[0]
 
 
 def token_required(view):
@@ -208,7 +214,7 @@ def refresh():
 @bp.post("/auth/logout")
 @token_required
 def logout():
-    sessions.revoke(get_db(), session_id=g.user["session_id"])
+    sessions.revoke(get_db(), session_id=g.user["session_id"], reason="logged_out")
     audit.event("session_revoked", g.user["id"], session_id=g.user["session_id"], reason="logout")
     response = current_app.response_class(status=204)
     if current_app.config["AUTH_COOKIE"]:

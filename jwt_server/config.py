@@ -104,6 +104,7 @@ SETTINGS = (
     Setting("TRUSTED_PROXIES", 0, integer(0, 10), "TRUSTED_PROXIES"),
     Setting("MAX_PETS_PER_USER", 10000, integer(1, 10**9), "MAX_PETS_PER_USER"),
     Setting("MAX_SESSIONS_PER_USER", 100, integer(1, 10**6), "MAX_SESSIONS_PER_USER"),
+    Setting("REALTIME_REPLAY_SECONDS", 300, integer(0, 7 * 24 * 3600), "REALTIME_REPLAY_SECONDS"),
     # Read by gunicorn.conf.py only.
     Setting("PORT", 8000, integer(1, 65535)),
     Setting("BIND", None, bind_address),

@@ -1,9 +1,9 @@
 """SQLite: a connection per request on ``g``, transactions, migrations.
 
 Opening a connection costs about as much as the rest of a small request, so
-each worker thread keeps its own open connection and lends it to one request
-at a time: ``get_db()`` puts it on ``g``, and the teardown hands it back,
-rolled back if a request left a transaction open, or closed after an error.
+each worker keeps its idle connections open and lends each to one request at
+a time: ``get_db()`` puts one on ``g``, and the teardown hands it back, or
+closes it if the request left a transaction open or ended in an error.
 A kept connection is lent only while its file is still the one at the path:
 one that was deleted or replaced under it would take writes no one will ever
 read.
@@ -22,7 +22,6 @@ import os
 import pwd
 import re
 import sqlite3
-import threading
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -33,6 +32,8 @@ from flask import current_app, g
 
 MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations.sql"
 BUSY_TIMEOUT_SECONDS = 10
+# Idle connections a worker keeps; more at once are opened and closed again.
+MAX_IDLE_CONNECTIONS = 16
 # SQLite's largest integer key: an id past it names no row (and would not bind).
 MAX_ID = 2**63 - 1
 _STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
@@ -86,6 +87,10 @@ def connect(path):
         uri=True,
         timeout=BUSY_TIMEOUT_SECONDS,
         isolation_level=None,
+        # Idle connections are the worker's, not a thread's: one lent to a
+        # request on one thread may be lent to the next on another (gthread
+        # workers, threads in tests), never to two at once.
+        check_same_thread=False,
     )
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA foreign_keys = ON")
@@ -113,37 +118,58 @@ def get_db():
 
 
 def borrow_connection(path):
-    """The thread's kept connection to ``path`` and the file it reads, or a new one."""
+    """An idle connection of this worker to ``path`` and the file it reads, or a new one.
+
+    A connection that reads another file than the one now at ``path`` (it
+    was deleted or replaced) is closed, and this request answers 503.
+    """
     idle = current_app.extensions["jwt_server.connections"]
-    kept, idle.connection = getattr(idle, "connection", None), None
-    if kept is None or idle.path != path:
-        connection = connect(path)
-        return connection, file_identity(path)
     try:
-        if file_identity(path) == idle.file:
-            return kept, idle.file
+        identity = file_identity(path)
+        kept, kept_path, kept_file = idle.pop()
+    except IndexError:
+        return connect(path), identity
     except DatabaseFileGone:
-        kept.close()
+        close_all(idle)
         raise
+    if (kept_path, kept_file) == (path, identity):
+        return kept, kept_file
     kept.close()
+    if kept_path != path:  # the app's DATABASE changed (tests do that)
+        return connect(path), identity
     raise DatabaseFileGone(f"{path} was replaced since this connection opened it")
 
 
+def close_all(idle):
+    while idle:
+        try:
+            idle.pop()[0].close()
+        except IndexError:
+            return
+
+
 def release_db(exception=None):
-    """Give the request's connection back to its thread, or close it after an error."""
+    """Give the request's connection back to the worker's idle ones, or close it after an error."""
     connection = g.pop("db", None)
     if connection is None:
         return
-    if exception is not None or connection.in_transaction:
+    idle = current_app.extensions["jwt_server.connections"]
+    if exception is not None or connection.in_transaction or len(idle) >= MAX_IDLE_CONNECTIONS:
         connection.close()
         return
-    idle = current_app.extensions["jwt_server.connections"]
-    idle.connection, idle.path, idle.file = connection, g.pop("db_path"), g.pop("db_file")
+    idle.append((connection, g.pop("db_path"), g.pop("db_file")))
 
 
 @contextmanager
 def transaction(connection):
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises.
+
+    Inside a transaction already, the block simply joins it: the outer one
+    commits or rolls back everything.
+    """
+    if connection.in_transaction:
+        yield connection
+        return
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield connection
@@ -314,7 +340,9 @@ def schema_version(connection):
 def init_app(app):
     if app.config["DATABASE"] not in _prepared_before_fork:
         migrate(app.config["DATABASE"])
-    app.extensions["jwt_server.connections"] = threading.local()
+    # Idle connections, lent to one request at a time. A list, not a
+    # thread-local: under gevent every request is a greenlet of its own.
+    app.extensions["jwt_server.connections"] = []
     app.teardown_appcontext(release_db)
 
 

@@ -1,6 +1,7 @@
 """The pets blueprint: each user's own pets. Someone else's pet is a 404."""
 from flask import Blueprint, current_app, g, request, url_for
 
+from . import events
 from .auth import token_required
 from .db import MAX_ID, get_db, transaction
 from .errors import APIError, validation_error
@@ -66,19 +67,22 @@ def own_pet(sql, pet_id):
 
 def update_pet(pet_id, fields):
     check_pet_id(pet_id)
-    pet = get_db().execute(
-        UPDATE_PET,
-        {
-            "set_name": "name" in fields,
-            "name": fields.get("name"),
-            "set_species": "species" in fields,
-            "species": fields.get("species"),
-            "id": pet_id,
-            "user_id": g.user["id"],
-        },
-    ).fetchone()
-    if pet is None:
-        raise pet_not_found()
+    db = get_db()
+    with transaction(db):
+        pet = db.execute(
+            UPDATE_PET,
+            {
+                "set_name": "name" in fields,
+                "name": fields.get("name"),
+                "set_species": "species" in fields,
+                "species": fields.get("species"),
+                "id": pet_id,
+                "user_id": g.user["id"],
+            },
+        ).fetchone()
+        if pet is None:
+            raise pet_not_found()
+        events.record(db, g.user["id"], "pet_updated", dict(pet))
     return dict(pet)
 
 
@@ -120,8 +124,9 @@ def list_pets():
 def add_pet(db, user_id, fields, max_pets):
     """Insert the pet, if its owner still exists and has fewer than ``max_pets``.
 
-    The count and the insert are one transaction, so parallel requests
-    cannot pass the limit together; the owner deleted meanwhile is a 401.
+    The count, the insert and its event are one transaction, so parallel
+    requests cannot pass the limit together; the owner deleted meanwhile is
+    a 401.
     """
     with transaction(db):
         owned = db.execute("SELECT count(*) FROM pets WHERE user_id = ?", (user_id,)).fetchone()[0]
@@ -134,8 +139,9 @@ def add_pet(db, user_id, fields, max_pets):
             """,
             (fields["name"], fields["species"], user_id),
         ).fetchone()
-    if pet is None:
-        raise AccountGone()
+        if pet is None:
+            raise AccountGone()
+        events.record(db, user_id, "pet_created", dict(pet))
     return dict(pet)
 
 
@@ -168,5 +174,8 @@ def put_pet(pet_id):
 @bp.delete(f"/pets/{PET_ID}")
 @token_required
 def delete_pet(pet_id):
-    own_pet("DELETE FROM pets WHERE id = ? AND user_id = ? RETURNING id", pet_id)
+    db = get_db()
+    with transaction(db):
+        own_pet("DELETE FROM pets WHERE id = ? AND user_id = ? RETURNING id", pet_id)
+        events.record(db, g.user["id"], "pet_deleted", {"id": pet_id})
     return "", 204

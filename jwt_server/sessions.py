@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import audit
+from . import audit, events
 from .db import MAX_ID, transaction
 from .exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 
@@ -34,7 +34,7 @@ _REFRESH_TOKEN = re.compile(r"([1-9][0-9]{0,18})\.(0|[1-9][0-9]{0,18})\.([A-Za-z
 
 @dataclass(frozen=True)
 class RefreshToken:
-    """A presented refresh token; ``session_id`` and ``generation`` are None for one from before step 8.
+    """A presented refresh token; ``session_id`` and ``generation`` are None for one from before step 9.
 
     ``genuine``: its tag is valid, so it was issued here. Only that makes an
     older token evidence of reuse; the current token is proven by its hash.
@@ -65,7 +65,7 @@ def parse_refresh_token(accepted_secrets, token):
 
     ``accepted_secrets`` are the signing secrets still accepted (JWT_SECRET,
     then JWT_SECRET_PREVIOUS): a tag made under any of them is genuine. A
-    token without dots is one issued before step 8: its whole text is its
+    token without dots is one issued before step 9: its whole text is its
     random part, and it has no generation.
     """
     if "." not in token:
@@ -118,7 +118,8 @@ def make_room(db, user_id, max_sessions, now):
     """Delete the user's session rows beyond ``max_sessions - 1``; the ids of the live ones ended.
 
     Rows of ended sessions go first (they are only kept so that a reused
-    token is recognised for a day), then the least recently used live ones.
+    token is recognised for a day), then the least recently used live ones,
+    whose sockets hear ``session_revoked``.
     """
     rows = db.execute(
         """
@@ -129,7 +130,10 @@ def make_room(db, user_id, max_sessions, now):
     ).fetchall()
     excess = rows[: max(len(rows) - max_sessions + 1, 0)]
     db.executemany("DELETE FROM sessions WHERE id = ?", [(row["id"],) for row in excess])
-    return [row["id"] for row in excess if row["live"]]
+    ended = [row["id"] for row in excess if row["live"]]
+    for session_id in ended:
+        events.session_ended(db, user_id, session_id, "session_revoked")
+    return ended
 
 
 def rotate(db, presented, accepted_secrets):
@@ -164,7 +168,7 @@ def rotate(db, presented, accepted_secrets):
                 (token.session_id, token.generation),
             ).fetchone()
             if reused is not None:
-                revoke(db, session_id=reused["id"])
+                revoke(db, session_id=reused["id"], reason="refresh_token_reused")
     if reused is not None:
         audit.event("refresh_token_reused", reused["user_id"], session_id=reused["id"])
         raise RefreshTokenReused()
@@ -173,26 +177,33 @@ def rotate(db, presented, accepted_secrets):
     return session, refresh_token(accepted_secrets[0], session["id"], session["refresh_generation"], random)
 
 
-def revoke(db, *, session_id=None, user_id=None, keep=None):
+def revoke(db, *, session_id=None, user_id=None, keep=None, reason="session_revoked"):
     """Revoke one session, or every live session of a user but ``keep``; returns how many.
 
     The row stays a day longer, so that its older tokens are still
-    recognised as reused, then pruning removes it.
+    recognised as reused, then pruning removes it. Each ended session's
+    live sockets hear ``reason`` (events.session_ended), in the same
+    transaction.
     """
     if session_id is None and user_id is None:
         raise ValueError("revoke needs a session_id or a user_id")
     now = int(time.time())
-    return db.execute(
-        """
-        UPDATE sessions SET revoked_at = :now,
-            expires_at = CASE WHEN expires_at < :now + :kept THEN expires_at ELSE :now + :kept END
-        WHERE revoked_at IS NULL AND expires_at > :now
-          AND (:session_id IS NULL OR id = :session_id)
-          AND (:user_id IS NULL OR user_id = :user_id)
-          AND (:keep IS NULL OR id != :keep)
-        """,
-        {"now": now, "kept": REVOKED_KEPT_SECONDS, "session_id": session_id, "user_id": user_id, "keep": keep},
-    ).rowcount
+    with transaction(db):
+        ended = db.execute(
+            """
+            UPDATE sessions SET revoked_at = :now,
+                expires_at = CASE WHEN expires_at < :now + :kept THEN expires_at ELSE :now + :kept END
+            WHERE revoked_at IS NULL AND expires_at > :now
+              AND (:session_id IS NULL OR id = :session_id)
+              AND (:user_id IS NULL OR user_id = :user_id)
+              AND (:keep IS NULL OR id != :keep)
+            RETURNING id, user_id
+            """,
+            {"now": now, "kept": REVOKED_KEPT_SECONDS, "session_id": session_id, "user_id": user_id, "keep": keep},
+        ).fetchall()
+        for session in ended:
+            events.session_ended(db, session["user_id"], session["id"], reason)
+    return len(ended)
 
 
 def prune(db):

@@ -7,7 +7,13 @@ from .auth import token_required
 from .db import MAX_ID, get_db
 from .errors import APIError, validation_error
 from .exceptions import AccountGone, InvalidCredentials, UsernameTaken
-from .validation import check_new_password, check_username, field_error, read_body, required_text
+from .validation import (
+    check_new_password,
+    check_username,
+    field_error,
+    read_body,
+    required_text,
+)
 
 bp = Blueprint("users", __name__, cli_group=None)
 

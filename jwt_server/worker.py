@@ -12,8 +12,8 @@ does: Werkzeug reads a body of unknown length only up to
 MAX_CONTENT_LENGTH and silently drops the rest, so a chunked body over
 64 KiB would be cut and accepted instead of refused with a 413.
 
-Mix it into any gunicorn worker class; ``ThreadWorker`` is gthread's,
-the one gunicorn.conf.py selects.
+Mix it into any gunicorn worker class: ``GeventWorker`` (the one
+gunicorn.conf.py selects) and ``ThreadWorker`` (gthread's) have it.
 """
 import io
 from datetime import timedelta
@@ -22,6 +22,7 @@ from gunicorn import util
 from gunicorn.http import errors as http_errors
 from gunicorn.http.message import Message
 from gunicorn.http.wsgi import Response, default_environ
+from gunicorn.workers.ggevent import GeventWorker as GeventWorkerBase
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 from werkzeug.test import EnvironBuilder
 
@@ -150,3 +151,8 @@ class ProblemDocuments:
 
 class ThreadWorker(ProblemDocuments, GthreadWorker):
     pass
+
+
+class GeventWorker(ProblemDocuments, GeventWorkerBase):
+    """One greenlet per connection: a worker holds a thousand idle sockets
+    beside its requests, where gthread would need a thread for each."""

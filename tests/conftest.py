@@ -3,9 +3,8 @@ import sqlite3
 
 import pytest
 
-from jwt_server import create_app
 from jwt_server.config import ENVIRONMENT_VARIABLES
-from tests.helpers import TEST_SETTINGS, Scene, log_in, register
+from tests.helpers import Scene, build_app, log_in, register
 from tests.servers import launch
 
 
@@ -25,7 +24,7 @@ def make_app(tmp_path):
     """
 
     def make(**settings):
-        return create_app({**TEST_SETTINGS, "DATABASE": str(tmp_path / "test.sqlite"), **settings})
+        return build_app(tmp_path / "test.sqlite", **settings)
 
     return make
 

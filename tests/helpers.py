@@ -117,6 +117,13 @@ class Tokens:
         return int(self.claims["sid"])
 
 
+def build_app(database, **settings):
+    """An app with the test settings on the database file ``database`` (several apps may share one)."""
+    from jwt_server import create_app
+
+    return create_app({**TEST_SETTINGS, "DATABASE": str(database), **settings})
+
+
 def register(client, username="travis", password=PASSWORD):
     response = client.post("/users", json={"username": username, "password": password})
     assert response.status_code == 201, response.get_json()

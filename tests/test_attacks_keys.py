@@ -17,8 +17,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from jwt_server.keys import unseal
-from tests.conftest import SECRET, build_app, login, register
-from tests.test_attacks import assert_invalid_token, assert_unchanged, b64json, b64url, snapshot
+from tests.helpers import (
+    SECRET,
+    assert_invalid_token,
+    assert_unchanged,
+    b64json,
+    b64url,
+    build_app,
+    log_in,
+    register,
+    snapshot,
+)
 
 ASYMMETRIC = ["EdDSA", "ES256", "RS256"]
 OTHER_SECRET = "another-servers-secret-of-32-bytes-or-more"
@@ -52,7 +61,7 @@ class Server:
         self.app = build_app(database, JWT_ALGORITHM=algorithm, JWT_SECRET=secret, **settings)
         self.algorithm, self.client = algorithm, self.app.test_client()
         register(self.client, "victim")
-        self.token = login(self.client, "victim")["Authorization"].split()[1]
+        self.token = log_in(self.client, "victim").access
         self.claims = unverified(self.token)
         self.kid = jwt.get_unverified_header(self.token)["kid"]
         self.jwk = self.client.get("/.well-known/jwks.json").get_json()["keys"][0]

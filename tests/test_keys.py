@@ -11,20 +11,20 @@ from cryptography.hazmat.primitives import serialization
 
 from jwt_server.config import ConfigError
 from jwt_server.keys import KeysUnreadable, public_jwk, unseal
-from tests.conftest import SECRET, assert_problem, build_app, login, register
+from tests.helpers import SECRET, assert_problem, build_app, log_in, register
 
 OTHER_SECRET = "a-different-secret-that-is-32-bytes-long"
 ASYMMETRIC = ["EdDSA", "ES256", "RS256"]
 PUBLIC_MEMBERS = {"kty", "kid", "alg", "use", "crv", "x", "y", "n", "e", "key_ops"}
 
 
-def token_of(headers):
-    return headers["Authorization"].split()[1]
+def token_of(tokens):
+    return tokens.access
 
 
 def logged_in_token(client, username="travis"):
     register(client, username)
-    return token_of(login(client, username))
+    return token_of(log_in(client, username))
 
 
 def get_me(client, token):
@@ -84,7 +84,7 @@ def test_previous_secret_verifies_hs256_tokens_but_never_signs(tmp_path):
     old_token = logged_in_token(old_client)
     rolled = build_app(database, JWT_SECRET=OTHER_SECRET, JWT_SECRET_PREVIOUS=SECRET).test_client()
 
-    new_token = token_of(login(rolled))
+    new_token = token_of(log_in(rolled))
 
     assert get_me(rolled, old_token).status_code == 200
     assert jwt.decode(new_token, OTHER_SECRET, algorithms=["HS256"])["sub"] == "1"
@@ -162,7 +162,7 @@ def test_every_worker_of_a_database_signs_with_the_same_first_key(tmp_path):
     assert len(apps) == 4
     assert len(stored_keys(apps[0])) == 1
     register(apps[0].test_client())
-    kids = {jwt.get_unverified_header(token_of(login(app.test_client())))["kid"] for app in apps}
+    kids = {jwt.get_unverified_header(token_of(log_in(app.test_client())))["kid"] for app in apps}
     assert kids == {stored_keys(apps[0])[0]["kid"]}
 
 
@@ -172,7 +172,7 @@ def test_a_token_of_another_algorithm_than_configured_is_refused(tmp_path):
     es256 = build_app(database, JWT_ALGORITHM="ES256").test_client()
 
     assert_problem(get_me(es256, eddsa_token), 401, "invalid_token")
-    assert jwt.get_unverified_header(token_of(login(es256)))["alg"] == "ES256"
+    assert jwt.get_unverified_header(token_of(log_in(es256)))["alg"] == "ES256"
     assert {key["alg"] for key in jwks(es256)} == {"ES256"}
 
 
@@ -226,11 +226,11 @@ def test_rotation_publishes_at_once_signs_after_max_age_and_withdraws_after_the_
     [old, new] = stored_keys(app)
     assert rotated.output.startswith(f"New EdDSA signing key {new['kid']}: published now, signing from ")
     assert [key["kid"] for key in jwks(client)] == [old_kid, new["kid"]]
-    assert jwt.get_unverified_header(token_of(login(client)))["kid"] == old_kid
+    assert jwt.get_unverified_header(token_of(log_in(client)))["kid"] == old_kid
     assert old["retires_at"] == new["activates_at"] >= rotated_at + 1
 
     wait_past(new["activates_at"])
-    new_token = token_of(login(client))
+    new_token = token_of(log_in(client))
     assert jwt.get_unverified_header(new_token)["kid"] == new["kid"]
     assert get_me(client, old_token).status_code == 200
     assert [key["kid"] for key in jwks(client)] == [old_kid, new["kid"]]
@@ -238,7 +238,7 @@ def test_rotation_publishes_at_once_signs_after_max_age_and_withdraws_after_the_
     wait_past(old["retires_at"] + 4)
     assert [key["kid"] for key in jwks(client)] == [new["kid"]]
     assert_problem(get_me(client, old_token), 401, "invalid_token")
-    assert get_me(client, token_of(login(client))).status_code == 200
+    assert get_me(client, token_of(log_in(client))).status_code == 200
 
 
 def listed_states(runner):

@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from jwt_server.keys import unseal
-from tests.conftest import PASSWORD, SECRET
+from tests.helpers import PASSWORD, SECRET, clean_environment
 from tests.servers import (
     GUNICORN,
     PROJECT_ROOT,
@@ -29,7 +29,6 @@ from tests.servers import (
     call,
     free_port,
     register_and_login,
-    server_environment,
 )
 
 EXAMPLES = PROJECT_ROOT / "examples" / "resource-servers"
@@ -41,7 +40,7 @@ TIMING = {"JWKS_MAX_AGE": "2", "ACCESS_TOKEN_TTL": "4"}
 
 def keys_environment(server, **settings):
     """The environment ``server`` was started with, for the command line."""
-    return server_environment(
+    return clean_environment(
         DATABASE_URL=f"sqlite:///{server.database}", JWT_SECRET=SECRET, BCRYPT_ROUNDS="4", **settings
     )
 
@@ -82,7 +81,7 @@ class ResourceServer:
         self.name, self.port = name, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = directory / f"{name}.log"
-        environ = server_environment(JWKS_URL=jwks_url, PORT=str(self.port), NO_PROXY="127.0.0.1", **settings)
+        environ = clean_environment(JWKS_URL=jwks_url, PORT=str(self.port), NO_PROXY="127.0.0.1", **settings)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 command, cwd=EXAMPLES, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -97,3 +97,11 @@ CREATE TABLE realtime_events (
 );
 CREATE INDEX realtime_events_user_id_event_id ON realtime_events (user_id, event_id);
 CREATE INDEX realtime_events_created_at ON realtime_events (created_at);
+
+-- step 9: refresh-token bookkeeping constant per session (the generation a
+-- session's token has reached; older tokens are recognised by their HMAC
+-- tag and lower generation, without a row each), and a credentials version
+-- that every password change moves. See migrations.sql's step 9.
+ALTER TABLE sessions ADD COLUMN refresh_generation bigint NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN credentials_version bigint NOT NULL DEFAULT 0;
+DROP TABLE rotated_refresh_tokens;

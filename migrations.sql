@@ -152,3 +152,19 @@ CREATE TABLE realtime_events (
 );
 CREATE INDEX realtime_events_user_id_event_id ON realtime_events (user_id, event_id);
 CREATE INDEX realtime_events_created_at ON realtime_events (created_at);
+
+-- step 9: refresh-token bookkeeping constant per session, and a credentials
+-- version. A refresh token is now "<session id>.<generation>.<random>.<tag>":
+-- the session keeps the SHA-256 of its current token's random part and the
+-- generation it has reached; an older token of the session is recognised by
+-- its tag (an HMAC under a key derived from JWT_SECRET) and its lower
+-- generation, so rotated tokens no longer need a row each. Sessions opened
+-- before this step keep working: their current token is found by its hash
+-- and rotates into the new form; a token they had already rotated is no
+-- longer recognised as reused, only refused as invalid. credentials_version
+-- moves with every password change (not with a re-hash of the same
+-- password): a login opens its session only if the version it read with the
+-- hash it verified is still the user's.
+ALTER TABLE sessions ADD COLUMN refresh_generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN credentials_version INTEGER NOT NULL DEFAULT 0;
+DROP TABLE rotated_refresh_tokens;

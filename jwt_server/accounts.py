@@ -8,10 +8,12 @@ import time
 
 from . import security, sessions
 from .db import IntegrityError, serialize, transaction
-from .exceptions import LastAdministrator, UsernameTaken, UserNotFound
+from .exceptions import AccountGone, InvalidCredentials, LastAdministrator, UsernameTaken, UserNotFound
 from .validation import is_text
 
 USER_COLUMNS = "id, username, is_admin, disabled, created_at, last_login_at"
+# What a password check reads: the hash, and the version a password change moves.
+CREDENTIAL_COLUMNS = "password_hash, credentials_version"
 
 
 def public(user):
@@ -31,12 +33,12 @@ def find_by_username(db, username):
     if not is_text(username):
         return None
     return db.execute(
-        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username,)
+        f"SELECT {USER_COLUMNS}, {CREDENTIAL_COLUMNS} FROM users WHERE username = ?", (username,)
     ).fetchone()
 
 
 def find_by_id(db, user_id):
-    return db.execute(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = ?", (user_id,)).fetchone()
+    return db.execute(f"SELECT {USER_COLUMNS}, {CREDENTIAL_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
 
 
 def list_all(db):
@@ -57,21 +59,33 @@ def create(db, username, password, rounds, is_admin=False):
         raise UsernameTaken(username) from None
 
 
-def set_password(db, user_id, password, rounds, keep_session=None):
+def set_password(db, user_id, password, rounds, keep_session=None, verified=None):
     """Hash and store a new password and end every session but ``keep_session``.
 
     The hash is computed before the transaction (bcrypt takes a quarter of
     a second, which no one should wait for behind the write lock); the new
-    hash and the revocations commit together. Returns how many sessions ended.
+    hash, the next credentials version and the revocations commit together,
+    so a login that verified the old password can no longer open a session
+    (sessions.open_session). ``verified`` is the user row whose password the
+    caller checked: if the password changed since, InvalidCredentials, and
+    nothing is written. Returns how many sessions ended.
     """
     password_hash = security.hash_password(password, rounds)
     with transaction(db):
-        db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+        changed = db.execute(
+            """
+            UPDATE users SET password_hash = :hash, credentials_version = credentials_version + 1
+            WHERE id = :id AND (:version IS NULL OR credentials_version = :version)
+            """,
+            {"hash": password_hash, "id": user_id, "version": verified["credentials_version"] if verified else None},
+        ).rowcount
+        if not changed:
+            raise InvalidCredentials() if find_by_id(db, user_id) else AccountGone()
         return sessions.revoke(db, user_id=user_id, keep=keep_session, reason="password_changed")
 
 
 def rehash(db, user, password, rounds):
-    """Store ``password`` at the configured cost, if the stored hash is still the one just checked.
+    """Store a new hash of ``password`` (NFKC, configured cost), if the stored hash is still the one just checked.
 
     A compare-and-swap: a password change that committed while this login
     was in bcrypt must not be overwritten by a hash of the old password.
@@ -87,13 +101,14 @@ def record_login(db, user_id):
 
 
 def delete(db, user_id):
-    """Delete a user; pets, sessions and rotated tokens go too (ON DELETE CASCADE).
+    """Delete a user; pets and sessions go too (ON DELETE CASCADE). AccountGone if already gone.
 
     Their live sockets hear ``account_deleted`` first, in the same transaction.
     """
     with transaction(db):
         sessions.revoke(db, user_id=user_id, reason="account_deleted")
-        return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
+        if not db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount:
+            raise AccountGone()
 
 
 def administer(db, user_id, *, is_admin=None, disabled=None, delete_user=False):

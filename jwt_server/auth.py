@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from . import accounts, audit, keys, security, sessions, throttle
 from .db import get_db
 from .errors import APIError, challenge, validation_error
-from .exceptions import InvalidRefreshToken
+from .exceptions import InvalidCredentials, InvalidRefreshToken
 from .validation import FORM, is_text, read_body, required_text
 
 bp = Blueprint("auth", __name__)
@@ -131,7 +131,7 @@ def login_fields(body):
 
 
 def check_credentials(username, password):
-    """The user these credentials prove, counted by the throttle; else 401 (or 429).
+    """The user row these credentials prove, counted by the throttle; else 401 (or 429).
 
     Unknown user and wrong password take the same time and get the same answer.
     """
@@ -141,32 +141,54 @@ def check_credentials(username, password):
     locks = throttle.count_attempt(
         db, username, ip, config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT"], user_id
     )
-    if not security.check_password(password, user["password_hash"] if user else None, config["BCRYPT_ROUNDS"]):
+    check = security.check_password(password, user["password_hash"] if user else None, config["BCRYPT_ROUNDS"])
+    if not check.matched:
         audit.event("login_failed", user_id, locked_out=locks)
-        raise APIError(
-            401, "invalid_credentials", "Incorrect username and/or password.", headers=challenge()
-        )
+        raise InvalidCredentials()
     throttle.forgive(db, username, ip)
     if user["disabled"]:
         audit.event("login_refused_disabled", user_id)
         raise APIError(403, "account_disabled", "This account is disabled; ask an administrator.")
-    if security.hash_cost(user["password_hash"]) != config["BCRYPT_ROUNDS"]:
+    if check.needs_rehash:
         accounts.rehash(db, user, password, config["BCRYPT_ROUNDS"])
     return user
 
 
+@bp.before_request
+def check_cookie_csrf():
+    """Cookie mode: the routes that set or read the cookie answer only the app's own script.
+
+    A browser sends the cookie, and stores one it is given, on a cross-site
+    form post too: a custom header (which a cross-site form cannot add) and,
+    when present, an allowed Origin prove the request comes from the app.
+    """
+    if current_app.config["AUTH_COOKIE"] and request.method != "OPTIONS" and not same_site_script():
+        raise APIError(403, "csrf_failed", "In cookie mode this request needs X-Requested-With and an allowed Origin.")
+
+
+def same_site_script():
+    origin = request.headers.get("Origin")
+    allowed = [o.lower() for o in current_app.config["CORS_ORIGINS"]]
+    return "X-Requested-With" in request.headers and (origin is None or origin.lower() in allowed)
+
+
 @bp.post("/auth")
 def login():
+    config, db = current_app.config, get_db()
     user = check_credentials(*login_fields(read_body(form_allowed=True)))
-    db = get_db()
     sessions.prune(db)
     throttle.prune(db)
-    session_id, refresh_token, expires_at = sessions.open_session(
-        db, user["id"], current_app.config["REFRESH_TOKEN_TTL"], request.user_agent.string, request.remote_addr
-    )
+    try:
+        session_id, refresh_token, expires_at = sessions.open_session(
+            db, user, config["REFRESH_TOKEN_TTL"], request.user_agent.string, request.remote_addr,
+            secret=config["JWT_SECRET"], max_sessions=config["MAX_SESSIONS_PER_USER"],
+        )
+    except InvalidCredentials:
+        audit.event("login_failed", user["id"], reason="credentials_changed")
+        raise
     accounts.record_login(db, user["id"])
     audit.event("login_succeeded", user["id"], session_id=session_id)
-    if current_app.config["KOA_COMPAT"] and request.mimetype == FORM:
+    if config["KOA_COMPAT"] and request.mimetype == FORM:
         return koa_token_response(user, session_id)
     return token_response(user, session_id, refresh_token, expires_at)
 
@@ -178,35 +200,22 @@ def koa_token_response(user, session_id):
 
 
 def presented_refresh_token():
-    """The refresh token from the body, or else (cookie mode) from the cookie.
-
-    A cookie is sent by the browser on its own, so a request that relies on
-    it must prove it comes from the app's own script: a custom header (which
-    a cross-site form cannot add) and, when present, an allowed Origin.
-    """
+    """The refresh token from the body, or else (cookie mode) from the cookie."""
     token = read_body(form_allowed=True).get("refresh_token")
     if token is None and current_app.config["AUTH_COOKIE"]:
         token = request.cookies.get(REFRESH_COOKIE)
-        if token is not None and not same_site_script():
-            raise APIError(
-                403, "csrf_failed", "A cookie refresh needs X-Requested-With, and an allowed Origin when it sends one."
-            )
     if not isinstance(token, str) or not token or not is_text(token):
         raise InvalidRefreshToken()
     return token
 
 
-def same_site_script():
-    origin = request.headers.get("Origin")
-    allowed = [o.lower() for o in current_app.config["CORS_ORIGINS"]]
-    return "X-Requested-With" in request.headers and (origin is None or origin.lower() in allowed)
-
-
 @bp.post("/auth/refresh")
 def refresh():
     db = get_db()
-    session, refresh_token = sessions.rotate(db, presented_refresh_token())
+    session, refresh_token = sessions.rotate(db, presented_refresh_token(), keys.accepted_secrets(current_app.config))
     user = accounts.find_by_id(db, session["user_id"])
+    if user is None:  # deleted since the rotation, with its sessions
+        raise InvalidRefreshToken()
     return token_response(user, session["id"], refresh_token, session["expires_at"])
 
 

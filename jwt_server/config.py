@@ -121,6 +121,8 @@ SETTINGS = (
     Setting("DATABASE_POOL_SIZE", WORKER_THREADS, integer(1, 100), "DATABASE_POOL_SIZE"),
     Setting("METRICS_ALLOW", "127.0.0.1,::1", networks, "METRICS_ALLOW"),
     Setting("KOA_COMPAT", False, boolean, "KOA_COMPAT"),
+    Setting("MAX_PETS_PER_USER", 10000, integer(1, 10**9), "MAX_PETS_PER_USER"),
+    Setting("MAX_SESSIONS_PER_USER", 100, integer(1, 10**6), "MAX_SESSIONS_PER_USER"),
     Setting("REALTIME_REPLAY_SECONDS", 300, integer(0, 7 * 24 * 3600), "REALTIME_REPLAY_SECONDS"),
     # Read by gunicorn.conf.py only.
     Setting("PORT", 8000, integer(1, 65535)),

@@ -107,6 +107,10 @@ def connect(path):
         uri=True,
         timeout=BUSY_TIMEOUT_SECONDS,
         isolation_level=None,
+        # Idle connections are the worker's, not a thread's: one lent to a
+        # request on one thread may be lent to the next on another (gthread
+        # workers, threads in tests), never to two at once.
+        check_same_thread=False,
     )
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA foreign_keys = ON")

@@ -16,7 +16,9 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from . import db
 from .exceptions import (
+    AccountGone,
     DomainError,
+    InvalidCredentials,
     InvalidRefreshToken,
     LastAdministrator,
     LockedOut,
@@ -66,7 +68,16 @@ _DOMAIN_PROBLEMS = {
         "too_many_attempts",
         "Too many failed logins for this username from this address; try again later.",
     ),
+    # Byte for byte the answer to a wrong password.
+    InvalidCredentials: (401, "invalid_credentials", "Incorrect username and/or password."),
+    AccountGone: (
+        401,
+        "invalid_token",
+        "The access token's session has ended, or its user no longer exists.",
+    ),
 }
+# The error= of WWW-Authenticate, for the 401s about a presented token.
+_CHALLENGE_ERRORS = {AccountGone: "invalid_token"}
 
 
 class APIError(Exception):
@@ -117,7 +128,7 @@ def handle_api_error(error):
 def handle_domain_error(error):
     kind = next(kind for kind in type(error).__mro__ if kind in _DOMAIN_PROBLEMS)
     status, code, detail = _DOMAIN_PROBLEMS[kind]
-    headers = challenge() if status == 401 else {}
+    headers = challenge(_CHALLENGE_ERRORS.get(kind)) if status == 401 else {}
     if isinstance(error, LockedOut):
         headers["Retry-After"] = str(error.retry_after)
     return problem(status, code, detail, headers=headers)

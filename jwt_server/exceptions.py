@@ -36,3 +36,15 @@ class LockedOut(DomainError):
     def __init__(self, retry_after):
         super().__init__(f"locked out for {retry_after} s")
         self.retry_after = retry_after
+
+
+class InvalidCredentials(DomainError):
+    """The credentials prove no user: unknown, wrong, or no longer the user's.
+
+    The last is a password that was right when checked, but changed (or its
+    user was deleted) before the request could act on it.
+    """
+
+
+class AccountGone(DomainError):
+    """The authenticated user was deleted while the request was under way."""

@@ -1,10 +1,11 @@
 """The pets blueprint: each user's own pets. Someone else's pet is a 404."""
-from flask import Blueprint, g, request, url_for
+from flask import Blueprint, current_app, g, request, url_for
 
 from . import events
-from .auth import invalid_token, token_required
-from .db import MAX_ID, IntegrityError, get_db, transaction
+from .auth import token_required
+from .db import MAX_ID, get_db, serialize, transaction
 from .errors import APIError, validation_error
+from .exceptions import AccountGone
 from .validation import check_pet_name, check_species, field_error, query_int, read_body
 
 bp = Blueprint("pets", __name__)
@@ -120,21 +121,37 @@ def list_pets():
     return pets, 200, headers
 
 
+def add_pet(db, user_id, fields, max_pets):
+    """Insert the pet, if its owner still exists and has fewer than ``max_pets``.
+
+    The count, the insert and its event are one transaction, so parallel
+    requests cannot pass the limit together; the owner deleted meanwhile is
+    a 401.
+    """
+    with transaction(db):
+        serialize(db, f"pets of {user_id}")
+        owned = db.execute("SELECT count(*) FROM pets WHERE user_id = ?", (user_id,)).fetchone()[0]
+        if owned >= max_pets:
+            raise APIError(409, "too_many_pets", f"You already have {max_pets} pets, the most this server keeps.")
+        pet = db.execute(
+            """
+            INSERT INTO pets (user_id, name, species) SELECT id, ?, ? FROM users WHERE id = ?
+            RETURNING id, name, species
+            """,
+            (fields["name"], fields["species"], user_id),
+        ).fetchone()
+        if pet is None:
+            raise AccountGone()
+        events.record(db, user_id, "pet_created", dict(pet))
+    return dict(pet)
+
+
 @bp.post("/pets")
 @token_required
 def create_pet():
     fields = pet_fields(read_body(), required=True)
-    db = get_db()
-    try:
-        with transaction(db):
-            pet = db.execute(
-                "INSERT INTO pets (user_id, name, species) VALUES (?, ?, ?) RETURNING id, name, species",
-                (g.user["id"], fields["name"], fields["species"]),
-            ).fetchone()
-            events.record(db, g.user["id"], "pet_created", dict(pet))
-    except IntegrityError:  # the user was deleted since the token was checked
-        raise invalid_token("The access token's user no longer exists.") from None
-    return dict(pet), 201, {"Location": url_for(".get_pet", pet_id=pet["id"])}
+    pet = add_pet(get_db(), g.user["id"], fields, current_app.config["MAX_PETS_PER_USER"])
+    return pet, 201, {"Location": url_for(".get_pet", pet_id=pet["id"])}
 
 
 @bp.get(f"/pets/{PET_ID}")

@@ -5,6 +5,8 @@ import re
 import secrets
 import sys
 import time
+import unicodedata
+from dataclasses import dataclass
 
 import bcrypt
 import jwt
@@ -16,8 +18,13 @@ UNTRUSTED_HEADERS = {"jwk", "jku", "x5u", "x5c"}
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss", "sid"]
 BCRYPT_MAX_BYTES = 72
 
-_BCRYPT_COST = re.compile(r"\$2[abxy]\$(\d\d)\$")
+_BCRYPT_HASH = re.compile(r"\$2[abxy]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 _ROW_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def normalized(password):
+    """The password as it is hashed and compared: NFKC, so that NFC and NFD typings are one password."""
+    return unicodedata.normalize("NFKC", password)
 
 
 def password_bytes(password):
@@ -53,9 +60,23 @@ def off_the_event_loop(function, *args):
     return gevent.get_hub().threadpool.apply(function, args)
 
 
+def password_forms(password):
+    """What a stored hash may be a hash of: the NFKC form, then the password as typed if that differs.
+
+    Hashes stored before passwords were normalized are of the password as it
+    was typed. A form bcrypt cannot take is None.
+    """
+    if not isinstance(password, str):
+        return [None]
+    forms = [normalized(password)]
+    if forms[0] != password:
+        forms.append(password)
+    return [password_bytes(form) for form in forms]
+
+
 def hash_password(password, rounds):
     salt = bcrypt.gensalt(rounds)
-    return off_the_event_loop(bcrypt.hashpw, password_bytes(password), salt).decode("ascii")
+    return off_the_event_loop(bcrypt.hashpw, password_bytes(normalized(password)), salt).decode("ascii")
 
 
 @functools.cache
@@ -69,28 +90,60 @@ def dummy_hash(rounds):
     return hash_password(secrets.token_urlsafe(32), rounds).encode("ascii")
 
 
-def check_password(password, password_hash, rounds):
-    """True if ``password`` matches ``password_hash``; always one bcrypt check.
+@dataclass(frozen=True)
+class PasswordCheck:
+    matched: bool
+    # The password is right, but its hash should be replaced: another cost,
+    # or a hash of the password as typed rather than of its NFKC form.
+    needs_rehash: bool = False
 
-    ``password_hash`` is None for an unknown user. A malformed stored hash, or
-    a password bcrypt cannot take, is a mismatch, never an exception.
+
+def check_password(password, password_hash, rounds):
+    """Whether ``password`` matches ``password_hash``, in a time that depends on ``password`` alone.
+
+    ``password_hash`` is None for an unknown user. Each form of the password
+    (password_forms) costs one bcrypt check at cost ``rounds``, whatever the
+    user: a missing user, a malformed hash or a form bcrypt cannot take is
+    checked against the dummy hash, and a hash of a lower cost is topped up
+    (equalize). A hash of a higher cost than ``rounds`` takes its own, longer
+    time: there is no cheaper way to check it, and the next login replaces it.
     """
-    candidate = password_bytes(password)
+    stored_cost = hash_cost(password_hash)
+    forms = password_forms(password)
+    for candidate in forms:
+        if candidate is None or stored_cost is None:
+            off_the_event_loop(bcrypt.checkpw, b"not the password", dummy_hash(rounds))
+        elif checked(candidate, password_hash, stored_cost, rounds):
+            # forms[0] is the NFKC form, what a new hash is of (if bcrypt can take it).
+            outdated = stored_cost != rounds or candidate is not forms[0]
+            return PasswordCheck(True, needs_rehash=outdated and forms[0] is not None)
+    return PasswordCheck(False)
+
+
+def checked(candidate, password_hash, stored_cost, rounds):
+    """One bcrypt check of ``candidate``, topped up to the time of one at cost ``rounds``."""
     try:
-        stored = password_hash.encode("ascii") if password_hash else None
-    except UnicodeEncodeError:
-        stored = None
-    if candidate is None or stored is None:
+        matched = off_the_event_loop(bcrypt.checkpw, candidate, password_hash.encode("ascii"))
+    except ValueError:
         off_the_event_loop(bcrypt.checkpw, b"not the password", dummy_hash(rounds))
         return False
-    try:
-        return off_the_event_loop(bcrypt.checkpw, candidate, stored)
-    except ValueError:
-        return False
+    equalize(stored_cost, rounds)
+    return matched
+
+
+def equalize(cost, rounds):
+    """Spend what a check at cost ``rounds`` costs beyond one at ``cost``.
+
+    bcrypt's work doubles with each unit of cost, so checks at costs
+    cost, cost + 1, ..., rounds - 1 add up to 2**rounds - 2**cost: with the
+    check already made at ``cost``, exactly one check at ``rounds``.
+    """
+    for padding_cost in range(cost, rounds):
+        off_the_event_loop(bcrypt.hashpw, b"padding", bcrypt.gensalt(padding_cost))
 
 
 def hash_cost(password_hash):
-    match = _BCRYPT_COST.match(password_hash or "")
+    match = _BCRYPT_HASH.fullmatch(password_hash) if isinstance(password_hash, str) else None
     return int(match.group(1)) if match else None
 
 

@@ -1,12 +1,12 @@
 """The users blueprint: register, the caller's account and sessions; user CLI."""
 import click
-from flask import Blueprint, current_app, g
+from flask import Blueprint, current_app, g, request
 
-from . import accounts, audit, security, sessions
+from . import accounts, audit, security, sessions, throttle
 from .auth import token_required
 from .db import MAX_ID, get_db
 from .errors import APIError, validation_error
-from .exceptions import UsernameTaken
+from .exceptions import AccountGone, InvalidCredentials, UsernameTaken
 from .validation import (
     check_new_password,
     check_username,
@@ -27,11 +27,29 @@ def new_user_errors(username, password):
     return errors
 
 
-def check_own_password(password):
-    """403 wrong_password unless ``password`` is the caller's (one bcrypt check)."""
-    row = accounts.find_by_id(get_db(), g.user["id"])
-    if not security.check_password(password, row["password_hash"], current_app.config["BCRYPT_ROUNDS"]):
-        raise APIError(403, "wrong_password", "The password is not correct.")
+def wrong_password():
+    return APIError(403, "wrong_password", "The password is not correct.")
+
+
+def check_own_password(password, action):
+    """The caller's user row if ``password`` is theirs, else 403 wrong_password.
+
+    Counted by the login throttle like a login for the caller's username from
+    this address (429 once locked out), so that a stolen access token cannot
+    be used to guess the password without limit; each wrong guess is audited.
+    """
+    config, db, ip = current_app.config, get_db(), request.remote_addr
+    locks = throttle.count_attempt(
+        db, g.user["username"], ip, config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT"], g.user["id"]
+    )
+    user = accounts.find_by_id(db, g.user["id"])
+    if user is None:
+        raise AccountGone()
+    if not security.check_password(password, user["password_hash"], config["BCRYPT_ROUNDS"]).matched:
+        audit.event("wrong_password", g.user["id"], action=action, locked_out=locks)
+        raise wrong_password()
+    throttle.forgive(db, g.user["username"], ip)
+    return user
 
 
 @bp.post("/users")
@@ -64,10 +82,13 @@ def change_password():
         errors.append(field_error("new_password", message))
     if errors:
         raise validation_error(errors)
-    check_own_password(body["current_password"])
-    revoked = accounts.set_password(
-        get_db(), g.user["id"], body["new_password"], current_app.config["BCRYPT_ROUNDS"], g.user["session_id"]
-    )
+    user = check_own_password(body["current_password"], "change_password")
+    try:
+        revoked = accounts.set_password(
+            get_db(), user["id"], body["new_password"], current_app.config["BCRYPT_ROUNDS"], g.user["session_id"], user
+        )
+    except InvalidCredentials:  # changed by someone else since it was checked
+        raise wrong_password() from None
     audit.event("password_changed", g.user["id"], sessions_revoked=revoked)
     return "", 204
 
@@ -78,7 +99,7 @@ def delete_account():
     body = read_body()
     if error := required_text(body, "password", "Password"):
         raise validation_error([error])
-    check_own_password(body["password"])
+    check_own_password(body["password"], "delete_account")
     accounts.delete(get_db(), g.user["id"])
     audit.event("account_deleted", g.user["id"])
     return "", 204
@@ -156,6 +177,9 @@ def set_password_command(username):
     user = accounts.find_by_username(db, username)
     if user is None:
         raise click.ClickException(f"There is no user named {username!r}.")
-    revoked = accounts.set_password(db, user["id"], prompt_password(), current_app.config["BCRYPT_ROUNDS"])
+    try:
+        revoked = accounts.set_password(db, user["id"], prompt_password(), current_app.config["BCRYPT_ROUNDS"])
+    except AccountGone:
+        raise click.ClickException(f"The user {username!r} was deleted meanwhile.") from None
     audit.event("password_changed", user["id"], via="cli", sessions_revoked=revoked)
     click.echo(f"Password of {user['username']} changed.")

@@ -10,6 +10,7 @@ from flask import request
 from werkzeug.routing import IntegerConverter
 
 from .errors import APIError, validation_error
+from .security import normalized
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -82,8 +83,9 @@ def check_username(value):
 
 
 def check_new_password(value):
-    if not is_text(value) or not 8 <= len(value.encode("utf-8")) <= 72:
-        return "Password must be 8 to 72 bytes of text, without NUL characters."
+    """8 to 72 bytes once NFKC-normalized: what gets hashed (security.hash_password)."""
+    if not is_text(value) or not 8 <= len(normalized(value).encode("utf-8")) <= 72:
+        return "Password must be 8 to 72 bytes of text (after Unicode NFKC normalization), without NUL characters."
     return None
 
 

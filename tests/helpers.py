@@ -265,6 +265,15 @@ def sha256(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# <session id>.<generation>.<256 random bits>.<tag>: URL-safe as it is.
+REFRESH_TOKEN = r"[1-9][0-9]*\.(0|[1-9][0-9]*)\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{22}"
+
+
+def random_part(refresh_token):
+    """The 256 random bits of a refresh token, of which the server keeps a SHA-256."""
+    return refresh_token.split(".")[2]
+
+
 def refresh(client, refresh_token):
     return client.post("/auth/refresh", json={"refresh_token": refresh_token})
 

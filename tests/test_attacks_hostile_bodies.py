@@ -62,8 +62,9 @@ WRONG_VALUE = {
     "change-password": (422, "validation_error"),
     "delete-account": (422, "validation_error"),
 }
-# A failed login is counted by the throttle: that table may change, no other.
-BOOKKEEPING = {"log-in": {"login_throttle"}}
+# A failed login, or a wrong password at the password routes, is counted by
+# the throttle: that table may change, no other.
+BOOKKEEPING = {route: {"login_throttle"} for route in ("log-in", "change-password", "delete-account")}
 
 
 class Target:

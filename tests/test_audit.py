@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from jwt_server import accounts
 from tests.helpers import NEW_PASSWORD, PASSWORD, SECRET, Tokens, log_in, register
 
 WRONG = "correct horse battery staple?"
@@ -158,6 +159,43 @@ def test_a_refused_password_change_is_not_logged_as_password_changed(client, cap
 
     assert response.status_code == 403
     assert "password_changed" not in [event["event"] for event in logged(capsys)]
+
+
+@pytest.mark.parametrize(
+    "method, path, body, action",
+    [
+        ("PUT", "/users/me/password", {"current_password": WRONG, "new_password": NEW_PASSWORD}, "change_password"),
+        ("DELETE", "/users/me", {"password": WRONG}, "delete_account"),
+    ],
+)
+def test_a_wrong_password_at_a_password_route_is_logged_as_wrong_password(client, capsys, method, path, body, action):
+    user = register(client)
+    headers = log_in(client).headers
+    capsys.readouterr()
+
+    response = client.open(path, method=method, json=body, headers=headers)
+
+    assert response.status_code == 403
+    event = assert_logged(logged(capsys), "wrong_password", response, user["id"])
+    assert (event["action"], event["locked_out"]) == (action, False)
+    assert WRONG not in json.dumps(event)
+
+
+def test_a_login_whose_password_changed_under_it_is_logged_as_login_failed(client, capsys, monkeypatch):
+    user = register(client)
+    real_find = accounts.find_by_username
+    # As if the password changed between this login's check and its session:
+    # the credentials version it read is no longer the user's.
+    monkeypatch.setattr(
+        accounts, "find_by_username", lambda db, username: {**dict(real_find(db, username)), "credentials_version": -1}
+    )
+    capsys.readouterr()
+
+    response = client.post("/auth", json={"username": "travis", "password": PASSWORD})
+
+    assert response.status_code == 401
+    event = assert_logged(logged(capsys), "login_failed", response, user["id"])
+    assert event["reason"] == "credentials_changed"
 
 
 def test_a_logout_is_logged_as_session_revoked(client, capsys):

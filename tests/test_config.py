@@ -244,3 +244,16 @@ def test_importing_wsgi_with_a_short_secret_exits_with_one_line(tmp_path):
     assert "JWT_SECRET" in lines[0]
     assert "Traceback" not in result.stderr
     assert not database.exists()
+
+
+def test_storage_bounds_default_to_ten_thousand_pets_and_a_hundred_sessions():
+    settings = load_config({})
+    assert (settings["MAX_PETS_PER_USER"], settings["MAX_SESSIONS_PER_USER"]) == (10000, 100)
+    settings = load_config({"MAX_PETS_PER_USER": "5", "MAX_SESSIONS_PER_USER": "2"})
+    assert (settings["MAX_PETS_PER_USER"], settings["MAX_SESSIONS_PER_USER"]) == (5, 2)
+
+
+@pytest.mark.parametrize("name", ["MAX_PETS_PER_USER", "MAX_SESSIONS_PER_USER"])
+@pytest.mark.parametrize("raw", ["0", "-1", "lots"])
+def test_a_storage_bound_below_one_refuses_to_start(name, raw):
+    assert name in config_error({name: raw})

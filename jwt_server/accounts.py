@@ -75,7 +75,7 @@ def set_password(db, user_id, password, rounds, keep_session=None, verified=None
         changed = db.execute(
             """
             UPDATE users SET password_hash = :hash, credentials_version = credentials_version + 1
-            WHERE id = :id AND (:version IS NULL OR credentials_version = :version)
+            WHERE id = :id AND (CAST(:version AS BIGINT) IS NULL OR credentials_version = :version)
             """,
             {"hash": password_hash, "id": user_id, "version": verified["credentials_version"] if verified else None},
         ).rowcount

@@ -16,7 +16,7 @@ bp = Blueprint("copying", __name__, cli_group=None)
 
 # Parents before children, so that every foreign key finds its row.
 TABLES = (
-    "users", "pets", "sessions", "rotated_refresh_tokens", "login_throttle", "signing_keys",
+    "users", "pets", "sessions", "login_throttle", "signing_keys",
     "event_counters", "realtime_events",
 )
 # The tables whose ids come from a sequence that must continue past the copied ids.

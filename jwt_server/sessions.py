@@ -155,7 +155,7 @@ def rotate(db, presented, accepted_secrets):
             """
             UPDATE sessions SET refresh_token_hash = :new, refresh_generation = refresh_generation + 1,
                 last_used_at = :now
-            WHERE refresh_token_hash = :presented AND (:session_id IS NULL OR id = :session_id)
+            WHERE refresh_token_hash = :presented AND (CAST(:session_id AS BIGINT) IS NULL OR id = :session_id)
               AND revoked_at IS NULL AND expires_at > :now
             RETURNING id, user_id, expires_at, refresh_generation
             """,

@@ -13,7 +13,7 @@ import bcrypt
 import pytest
 
 from jwt_server import pets as pets_module
-from tests.helpers import PASSWORD, assert_problem, can_log_in, log_in, register
+from tests.helpers import PASSWORD, assert_problem, can_log_in, log_in, open_database, register
 
 NEW_PASSWORD = "a brand new passphrase"
 WRONG = "not the password at all"
@@ -23,13 +23,14 @@ WAIT_SECONDS = 10
 
 
 def rows(app, sql, *parameters):
-    with closing(sqlite3.connect(app.config["DATABASE"])) as database:
-        return database.execute(sql, parameters).fetchall()
+    with closing(open_database(app.config["DATABASE"])) as database:
+        return [tuple(row) for row in database.execute(sql, parameters).fetchall()]
 
 
 def write(app, sql, *parameters):
-    with closing(sqlite3.connect(app.config["DATABASE"])) as database:
-        database.execute("PRAGMA foreign_keys = ON")
+    with closing(open_database(app.config["DATABASE"])) as database:
+        if isinstance(database, sqlite3.Connection):
+            database.execute("PRAGMA foreign_keys = ON")
         database.execute(sql, parameters)
         database.commit()
 

@@ -4,14 +4,13 @@ The 8-72 byte rule applies to the normalized form, which is what gets hashed;
 a hash stored before normalization still accepts the password exactly as it
 was set (and is replaced by a hash of the normalized form at that login).
 """
-import sqlite3
 import unicodedata
 from contextlib import closing
 
 import bcrypt
 import pytest
 
-from tests.helpers import PASSWORD, assert_problem, can_log_in, log_in, register
+from tests.helpers import PASSWORD, assert_problem, can_log_in, log_in, open_database, register
 
 NFC_PASSWORD = unicodedata.normalize("NFC", "crème brûlée à la façon")
 NFD_PASSWORD = unicodedata.normalize("NFD", NFC_PASSWORD)
@@ -19,8 +18,9 @@ NFD_PASSWORD = unicodedata.normalize("NFD", NFC_PASSWORD)
 
 
 def query(app, sql, *parameters):
-    with closing(sqlite3.connect(app.config["DATABASE"])) as database:
-        rows = database.execute(sql, parameters).fetchall()
+    with closing(open_database(app.config["DATABASE"])) as database:
+        cursor = database.execute(sql, parameters)
+        rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
         database.commit()
         return rows
 

@@ -102,8 +102,9 @@ class Realtime:
                 )
             self.sockets[sid] = Socket(address)
             self.pending[address] += 1
+        # Also for a token in the payload: a socket that is somehow never bound is not kept.
+        self.schedule(time.time() + AUTH_TIMEOUT_SECONDS, sid, "authentication_timeout")
         if token is None:
-            self.schedule(time.time() + AUTH_TIMEOUT_SECONDS, sid, "authentication_timeout")
             return True
         try:
             user, claims, last_event_id = self.check(token, payload.get("last_event_id"))

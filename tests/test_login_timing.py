@@ -7,7 +7,6 @@ lower cost (imported from Koa, or from before BCRYPT_ROUNDS was raised) is
 topped up to the configured cost. A password that NFKC normalization changes
 is checked twice (normalized, then as typed), for known and unknown users alike.
 """
-import sqlite3
 import statistics
 import time
 import unicodedata
@@ -16,7 +15,7 @@ from contextlib import closing
 import bcrypt
 import pytest
 
-from tests.helpers import PASSWORD, register
+from tests.helpers import PASSWORD, open_database, register
 
 ROUNDS = 10
 TRIES = 15
@@ -48,7 +47,7 @@ def test_unknown_user_and_wrong_password_take_the_same_time(make_app):
     client = app.test_client()
     register(client)
     koa_user = register(client, "koa-user")
-    with closing(sqlite3.connect(app.config["DATABASE"])) as database:
+    with closing(open_database(app.config["DATABASE"])) as database:
         lower_cost_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(LOWER_COST)).decode()
         database.execute("UPDATE users SET password_hash = ? WHERE id = ?", (lower_cost_hash, koa_user["id"]))
         database.commit()

@@ -30,7 +30,7 @@ def measure(plan, tmp, servers, setup, alternate, register_and_log_in, connectio
     database = Database()
     servers.append(database)
     url = database.server.url()
-    service = harness.Server("service-postgresql", "wsgi:app", tmp, DATABASE_URL=url)
+    service = harness.Server("service-postgresql", ["wsgi:app"], tmp, DATABASE_URL=url)
     servers.append(service)
     service.wait_ready("/health")
     owner_id, owner_token = register_and_log_in(service.url, "bench_owner")

@@ -3,7 +3,7 @@ from flask import Blueprint, current_app, g, request, url_for
 
 from . import events
 from .auth import token_required
-from .db import MAX_ID, get_db, serialize, transaction
+from .db import MAX_ID, IntegrityError, get_db, serialize, transaction
 from .errors import APIError, validation_error
 from .exceptions import AccountGone
 from .validation import check_pet_name, check_species, field_error, query_int, read_body
@@ -133,13 +133,16 @@ def add_pet(db, user_id, fields, max_pets):
         owned = db.execute("SELECT count(*) FROM pets WHERE user_id = ?", (user_id,)).fetchone()[0]
         if owned >= max_pets:
             raise APIError(409, "too_many_pets", f"You already have {max_pets} pets, the most this server keeps.")
-        pet = db.execute(
-            """
-            INSERT INTO pets (user_id, name, species) SELECT id, ?, ? FROM users WHERE id = ?
-            RETURNING id, name, species
-            """,
-            (fields["name"], fields["species"], user_id),
-        ).fetchone()
+        try:
+            pet = db.execute(
+                """
+                INSERT INTO pets (user_id, name, species) SELECT id, ?, ? FROM users WHERE id = ?
+                RETURNING id, name, species
+                """,
+                (fields["name"], fields["species"], user_id),
+            ).fetchone()
+        except IntegrityError:  # PostgreSQL: the owner was deleted after this statement's snapshot
+            raise AccountGone() from None
         if pet is None:
             raise AccountGone()
         events.record(db, user_id, "pet_created", dict(pet))

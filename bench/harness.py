@@ -170,7 +170,12 @@ def wrk(url, *, connections, seconds, token=None, body=None):
         raise HarnessError(f"wrk failed on {url}:\n{finished.stdout}{finished.stderr}")
     run = json.loads(lines[-1].removeprefix("BENCH "))
     if run["error_statuses"] or not run["requests"]:
-        raise HarnessError(f"wrk on {url}: {run['error_statuses']} of {run['requests']} answers were errors")
+        # One request as wrk sent it, to show what the errors were.
+        status, answer = call(url, body, token)
+        raise HarnessError(
+            f"wrk on {url}: {run['error_statuses']} of {run['requests']} answers were errors;"
+            f" one more request now: {status} {str(answer)[:300]}"
+        )
     return {
         "connections": connections,
         "rps": run["requests"] / (run["duration_us"] / 1e6),

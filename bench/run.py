@@ -143,6 +143,9 @@ def measure(plan, tmp, servers):
     figures["service_rss"] = setup.service.worker_rss_mb()
     figures["bare_rss"] = setup.bare.worker_rss_mb()
     figures["koa_rss"] = setup.koa.worker_rss_mb()
+    figures["service_pss"] = setup.service.worker_pss_mb()
+    figures["bare_pss"] = setup.bare.worker_pss_mb()
+    figures["koa_pss"] = setup.koa.worker_pss_mb()
     figures["setup"] = setup  # for measure_stack
     if len(figures["service_rss"]) != figures["gunicorn"]["workers"]:
         raise harness.HarnessError(f"found {len(figures['service_rss'])} service workers, not {figures['gunicorn']}")

@@ -79,8 +79,15 @@ def missed(db, user_id, last_event_id, replay_seconds):
 
     ``oldest`` is the first event_id the client can still get; when it is
     past ``last_event_id + 1`` some were pruned and the client must reload.
-    ``newest`` is the user's last event_id.
+    ``newest`` is the user's last event_id: the socket is live from there on.
+
+    The two reads are two statements, and a change may commit between them.
+    ``newest`` is read first, so every event up to it is in the rows read
+    next (or was pruned): read last, it could name an event committed after
+    the rows were read, and the socket, counting it as sent, would skip it
+    when the listener delivers it.
     """
+    last = newest(db, user_id)
     rows = db.execute(
         """
         SELECT event_id, name, data FROM realtime_events
@@ -88,7 +95,8 @@ def missed(db, user_id, last_event_id, replay_seconds):
         """,
         (user_id, last_event_id, int(time.time()) - replay_seconds),
     ).fetchall()
-    last = newest(db, user_id)
+    if rows:
+        last = max(last, rows[-1]["event_id"])
     oldest = rows[0]["event_id"] if rows else last + 1
     return rows, oldest, last
 

@@ -386,6 +386,71 @@ def test_browser_two_tabs_update_each_other_live_until_an_administrator_ends_the
         api.stop()
 
 
+# In the page, before its scripts: the answers to the request named by
+# sessionStorage's "hold" ("METHOD /path") wait, once read, until release().
+HOLD_ANSWERS = """
+window.held = [];
+const fetchNow = window.fetch;
+window.fetch = async (url, init = {}) => {
+  const answer = await fetchNow(url, init);
+  if (sessionStorage.getItem("hold") === `${init.method} ${new URL(url).pathname}`) {
+    await new Promise((resolve) => window.held.push(resolve));
+  }
+  return answer;
+};
+window.release = () => {
+  sessionStorage.removeItem("hold");
+  window.held.splice(0).forEach((resolve) => resolve());
+};
+"""
+
+
+def test_browser_an_answer_read_after_a_newer_live_event_does_not_undo_it(page, tmp_path, spa_origin):
+    # An answer and another client's change race: here the answer always loses.
+    page.add_init_script(HOLD_ANSWERS)
+    api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin)
+    try:
+        sign_in(page, spa_origin, api, "Create account")
+        token = page.evaluate("accessToken")
+
+        # Added here, renamed elsewhere before this page reads the answer to its POST.
+        page.evaluate("sessionStorage.setItem('hold', 'POST /pets')")
+        add_pet(page, "Rex")
+        page.wait_for_function("held.length === 1")
+        expect(pet_items(page)).to_have_text([re.compile(r"^Rex")])  # from its event
+        [rex] = api.call("GET", "/my-pets", token=token).body
+        assert api.call("PATCH", f"/pets/{rex['id']}", {"name": "Rexy"}, token=token).status == 200
+        expect(pet_items(page)).to_have_text([re.compile(r"^Rexy")])
+        page.evaluate("release()")
+        expect(page.get_by_label("Name", exact=True)).to_have_value("")  # the answer was read
+        expect(pet_items(page)).to_have_text([re.compile(r"^Rexy")])
+
+        # Added here, deleted elsewhere before this page reads the answer.
+        page.evaluate("sessionStorage.setItem('hold', 'POST /pets')")
+        add_pet(page, "Bunny")
+        page.wait_for_function("held.length === 1")
+        expect(pet_items(page)).to_have_text([re.compile(r"^Rexy"), re.compile(r"^Bunny")])
+        bunny = next(pet for pet in api.call("GET", "/my-pets", token=token).body if pet["name"] == "Bunny")
+        assert api.call("DELETE", f"/pets/{bunny['id']}", token=token).status == 204
+        expect(pet_items(page)).to_have_text([re.compile(r"^Rexy")])
+        page.evaluate("release()")
+        expect(page.get_by_label("Name", exact=True)).to_have_value("")
+        expect(pet_items(page)).to_have_text([re.compile(r"^Rexy")])
+
+        # The list read at a reload, renamed elsewhere before the page reads the answer.
+        page.evaluate("sessionStorage.setItem('hold', 'GET /my-pets')")
+        page.reload()
+        page.wait_for_function("held.length === 1 && socket?.connected")
+        assert api.call("PATCH", f"/pets/{rex['id']}", {"name": "Rex II"}, token=token).status == 200
+        page.wait_for_function("lastEventId === 5")  # its event came, before the list
+        page.evaluate("release()")
+        expect(pet_items(page)).to_have_text([re.compile(r"^Rex II")])
+        expect(page.get_by_role("alert")).to_be_hidden()
+    finally:
+        page.close()  # its socket too: gunicorn's graceful stop would wait for it
+        api.stop()
+
+
 def test_browser_live_updates_outlive_the_access_token(page, tmp_path, spa_origin):
     api = launch(tmp_path, workers=1, CORS_ORIGINS=spa_origin, ACCESS_TOKEN_TTL=str(SHORT_ACCESS_TOKEN_TTL))
     try:

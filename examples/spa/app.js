@@ -158,10 +158,24 @@ function petItem(pet) {
   return item;
 }
 
+// An answer can be older than a live event that came before it: the server
+// read the list, or made the pet, and then another tab renamed or deleted it.
+// The answer must not undo the event: the list is read again on top of the
+// events that came while it loaded, and a new pet shown only if no event has.
+const loading = new Set(); // per list load, the events that came meanwhile
+const heard = new Set(); // the ids of the pets that live events have told of
+
 async function loadPets() {
-  const pets = await api("GET", "/my-pets");
-  $("#pets").replaceChildren(...pets.map(petItem));
-  $("#no-pets").hidden = pets.length > 0;
+  const arrived = [];
+  loading.add(arrived);
+  try {
+    const pets = await api("GET", "/my-pets");
+    $("#pets").replaceChildren(...pets.map(petItem));
+    $("#no-pets").hidden = pets.length > 0;
+    for (const apply of arrived) apply();
+  } finally {
+    loading.delete(arrived);
+  }
 }
 
 // Add a pet, or replace it if the list has it already (its own answer and its event may both arrive).
@@ -230,7 +244,8 @@ $("#pet-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
   run(async () => {
-    showPet(await api("POST", "/pets", { name: form.get("name"), species: form.get("species") || null }));
+    const pet = await api("POST", "/pets", { name: form.get("name"), species: form.get("species") || null });
+    if (!heard.has(pet.id)) showPet(pet);
     event.target.reset();
   });
 });
@@ -280,6 +295,8 @@ function stopLive() {
 function counted(show) {
   return (event) => {
     lastEventId = event.event_id;
+    heard.add(event.id);
+    for (const arrived of loading) arrived.push(() => show(event));
     show(event);
   };
 }

@@ -272,7 +272,7 @@ function startLive() {
   socket = io(API, {
     transports: ["websocket"],
     // A function: each reconnect sends the current access token and what it has seen.
-    auth: (send) => send(lastEventId === null ? { token: accessToken } : { token: accessToken, last_event_id: lastEventId }),
+    auth: (send) => send(liveCredentials()),
   });
   const live = socket;
   live.on("connect", () => liveStatus("Live updates are on."));
@@ -303,7 +303,12 @@ function counted(show) {
 
 // After a silent refresh the socket carries on with the new token (else it ends at the old one's exp).
 function reauthenticate() {
-  if (socket?.connected) socket.emit("authenticate", { token: accessToken });
+  // With what it has seen: if the socket is not bound yet, its catch-up starts there.
+  if (socket?.connected) socket.emit("authenticate", liveCredentials());
+}
+
+function liveCredentials() {
+  return lastEventId === null ? { token: accessToken } : { token: accessToken, last_event_id: lastEventId };
 }
 
 // A refused connect (an access token that expired while the connection was

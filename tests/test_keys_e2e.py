@@ -192,7 +192,11 @@ def test_e2e_python_and_node_verify_every_token_through_two_rotations_under_load
 
     time.sleep(2)
     rotations = [flask_command(server, "rotate-signing-key", JWT_ALGORITHM="EdDSA", **TIMING)]
-    time.sleep(4)
+    # The first key stops signing JWKS_MAX_AGE (2 s, rounded up to a whole
+    # second) after the first rotation and is withdrawn ACCESS_TOKEN_TTL (4 s)
+    # later: the second rotation, which deletes withdrawn keys, comes after
+    # that (4 s was too little when the commands started quickly).
+    time.sleep(8)
     rotations.append(flask_command(server, "rotate-signing-key", JWT_ALGORITHM="EdDSA", **TIMING))
     # The second rotation's old key is withdrawn 2 + 4 s after it; a little more.
     time.sleep(8)

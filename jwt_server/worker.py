@@ -28,7 +28,20 @@ from werkzeug.test import EnvironBuilder
 
 from .errors import problem
 
-_CHUNK_FRAMING = (http_errors.InvalidChunkSize, http_errors.ChunkMissingTerminator, http_errors.InvalidChunkExtension)
+
+def _errors(*names):
+    """The gunicorn exceptions of these names that this gunicorn has.
+
+    gunicorn 23, the last for Python 3.9 (PyPy's), lacks the newer ones: it
+    never raises them either.
+    """
+    return tuple(getattr(http_errors, name) for name in names if hasattr(http_errors, name))
+
+
+_CHUNK_FRAMING = _errors("InvalidChunkSize", "ChunkMissingTerminator", "InvalidChunkExtension")
+_EXPECTATION_FAILED = _errors("ExpectationFailed")
+_BAD_RESPONSE_HEADER = _errors("InvalidResponseHeader", "InvalidResponseHeaderName")
+
 # The request headers the app's error answers depend on (gunicorn's spelling).
 _ANSWER_DEPENDS_ON = {"ORIGIN", "X-REQUEST-ID"}
 _INTERNAL_ERROR = (
@@ -54,9 +67,9 @@ def describe(error, cfg):
         return 400, "malformed_chunked_body", "The chunked request body is malformed."
     if isinstance(error, http_errors.UnsupportedTransferCoding):
         return 501, "not_implemented", "This server accepts no transfer coding but chunked."
-    if isinstance(error, http_errors.ExpectationFailed):
+    if isinstance(error, _EXPECTATION_FAILED):
         return 417, "expectation_failed", "This server accepts no Expect header but 100-continue."
-    if isinstance(error, (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName)):
+    if isinstance(error, _BAD_RESPONSE_HEADER):
         return _INTERNAL_ERROR
     if isinstance(error, http_errors.ParseException):
         return 400, "bad_request", "The request is not valid HTTP/1.1."

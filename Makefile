@@ -100,6 +100,7 @@ $(BENCH_VENV)/.gevent: $(BENCH_STAMP)
 
 $(PYPY_BENCH_VENV)/.installed: setup.cfg pyproject.toml | pypy
 	pypy3 -m venv $(PYPY_BENCH_VENV)
+	$(PYPY_BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(PYPY_BENCH_VENV)/bin/python -m pip install --quiet -e .
 	touch $@
 

@@ -6,6 +6,7 @@ Fixtures live in conftest.py; the real gunicorn in servers.py.
 """
 import base64
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 import bcrypt
 import jwt
 import pytest
+from flask.testing import FlaskCliRunner
 
 from jwt_server.config import ENVIRONMENT_VARIABLES
 
@@ -124,7 +126,40 @@ def build_app(database, **settings):
     """An app with the test settings on the database file ``database`` (several apps may share one)."""
     from jwt_server import create_app
 
-    return create_app({**TEST_SETTINGS, "DATABASE": str(database), **settings})
+    app = create_app({**TEST_SETTINGS, "DATABASE": str(database), **settings})
+    app.test_cli_runner_class = CliRunner
+    return app
+
+
+class EndingInput(io.RawIOBase):
+    """Input that ends as it does for a real prompt (getpass, input()): with EOFError."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if buffer and not self.data:
+            raise EOFError
+        count = min(len(buffer), len(self.data))
+        buffer[:count], self.data = self.data[:count], self.data[count:]
+        return count
+
+
+class CliRunner(FlaskCliRunner):
+    """``app.test_cli_runner()`` whose ``input`` ends with EOFError, as a terminal's or a pipe's does.
+
+    click 8.1's runner (the last click for Python 3.9, so PyPy's) answers an
+    empty line forever at the end of the input instead, and a prompt that
+    asks again would never end.
+    """
+
+    def invoke(self, cli=None, args=None, input=None, **kwargs):
+        if isinstance(input, str):
+            input = EndingInput(input.encode())
+        return super().invoke(cli, args, input=input, **kwargs)
 
 
 def register(client, username="travis", password=PASSWORD):

@@ -6,6 +6,7 @@ Fixtures live in conftest.py; the real gunicorn in servers.py.
 """
 import base64
 import hashlib
+import inspect
 import io
 import json
 import multiprocessing
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
+import click.testing
 import jwt
 import pytest
 from flask.testing import FlaskCliRunner
@@ -148,13 +150,24 @@ class EndingInput(io.RawIOBase):
         return count
 
 
-class CliRunner(FlaskCliRunner):
-    """``app.test_cli_runner()`` whose ``input`` ends with EOFError, as a terminal's or a pipe's does.
+# click 8.1 (the last click for Python 3.9, so PyPy's) gives a result's
+# stderr apart only if told to, and then leaves it out of ``output``.
+CLICK_MIXES_STDERR = "mix_stderr" in inspect.signature(click.testing.CliRunner.__init__).parameters
 
-    click 8.1's runner (the last click for Python 3.9, so PyPy's) answers an
-    empty line forever at the end of the input instead, and a prompt that
-    asks again would never end.
+
+class CliRunner(FlaskCliRunner):
+    """``app.test_cli_runner()``, the same on click 8.1 as on 8.2 and later.
+
+    Its ``input`` ends with EOFError, as a terminal's or a pipe's does: click
+    8.1's runner answers an empty line forever instead, and a prompt that asks
+    again would never end. With ``separate_stderr``, a result has ``stderr``
+    on click 8.1 too (and an ``output`` without it there).
     """
+
+    def __init__(self, app, separate_stderr=False, **kwargs):
+        if CLICK_MIXES_STDERR:
+            kwargs.setdefault("mix_stderr", not separate_stderr)
+        super().__init__(app, **kwargs)
 
     def invoke(self, cli=None, args=None, input=None, **kwargs):
         if isinstance(input, str):

@@ -58,7 +58,10 @@ _STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
 # SQLite's primary result codes that a retry can cure: busy and locked
 # (past the busy timeout), read-only, I/O error, full, cannot open.
 TRANSIENT_SQLITE_CODES = {5, 6, 8, 10, 13, 14}
-_TRANSIENT_MESSAGES = ("locked", "busy", "readonly", "read-only", "disk i/o", "full", "unable to open")
+_TRANSIENT_MESSAGES = (
+    "locked", "busy", "readonly", "read-only", "disk i/o", "full", "unable to open",
+    "could not open",  # PyPy's sqlite3, for a file it cannot open
+)
 SQLITE_CANTOPEN = 14
 
 # Databases this process created and migrated before forking: in gunicorn's
@@ -371,7 +374,7 @@ def explain(error, path):
     message = str(error)
     if "locked" in message or "busy" in message:
         return f"{message}: another process held the write lock for {BUSY_TIMEOUT_SECONDS} s; try again"
-    if any(word in message for word in ("readonly", "read-only", "unable to open")):
+    if any(word in message.lower() for word in ("readonly", "read-only", "unable to open", "could not open")):
         return (
             f"{message}: the user running this ({current_user()}) must be able to write {path} and its "
             "directory, where SQLite keeps its -wal and -shm files; run it as the service's user"

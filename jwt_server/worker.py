@@ -42,6 +42,15 @@ _CHUNK_FRAMING = _errors("InvalidChunkSize", "ChunkMissingTerminator", "InvalidC
 _EXPECTATION_FAILED = _errors("ExpectationFailed")
 _BAD_RESPONSE_HEADER = _errors("InvalidResponseHeader", "InvalidResponseHeaderName")
 
+
+class MalformedChunkedBody(Exception):
+    """A chunk framing error met while reading the body.
+
+    gunicorn 23 raises those as OSError, which its workers take for a broken
+    connection: they would close it without an answer. This one reaches the
+    worker's ``handle_error``, as gunicorn 24's own ParseException does.
+    """
+
 # The request headers the app's error answers depend on (gunicorn's spelling).
 _ANSWER_DEPENDS_ON = {"ORIGIN", "X-REQUEST-ID"}
 _INTERNAL_ERROR = (
@@ -63,7 +72,7 @@ def describe(error, cfg):
             f"The request has more than {cfg.limit_request_fields} header fields, "
             f"or one longer than {cfg.limit_request_field_size} bytes."
         )
-    if isinstance(error, _CHUNK_FRAMING):
+    if isinstance(error, (*_CHUNK_FRAMING, MalformedChunkedBody)):
         return 400, "malformed_chunked_body", "The chunked request body is malformed."
     if isinstance(error, http_errors.UnsupportedTransferCoding):
         return 501, "not_implemented", "This server accepts no transfer coding but chunked."
@@ -113,7 +122,10 @@ def hold_chunked_bodies(app, limit):
     def application(environ, start_response):
         if "HTTP_TRANSFER_ENCODING" in environ:
             # gunicorn accepts a Transfer-Encoding only if it ends with chunked.
-            body = environ["wsgi.input"].read(limit + 1)
+            try:
+                body = environ["wsgi.input"].read(limit + 1)
+            except _CHUNK_FRAMING as error:
+                raise MalformedChunkedBody(error) from error
             del environ["HTTP_TRANSFER_ENCODING"]
             environ["CONTENT_LENGTH"] = str(len(body))
             environ["wsgi.input"] = io.BytesIO(body)

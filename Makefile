@@ -68,9 +68,15 @@ pypy:
 	  (echo "apt-get install: pypy3 pypy3-venv pypy3-dev libpq5" && apt-get update -qq && \
 	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pypy3 pypy3-venv pypy3-dev libpq5 >/dev/null)
 
+# pypy3's bundled pip (23.0) took minutes resolving the service's dependencies.
+$(PYPY_VENV)/.pip: | pypy
+	pypy3 -m venv $(PYPY_VENV)
+	$(PYPY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	touch $@
+
 # PyPy sizes its GC nursery from the CPU cache /proc/cpuinfo reports: hundreds
 # of MiB per process on VMs that report a whole L3. 4 MB unless set.
-install-pypy run-pypy test-pypy: pypy
+install-pypy run-pypy test-pypy: $(PYPY_VENV)/.pip
 	PYPY_GC_NURSERY=$${PYPY_GC_NURSERY:-4MB} $(MAKE) $(@:-pypy=) PYTHON=pypy3 VENV=$(PYPY_VENV)
 
 # The bench measures the service as deployed: a venv with the service's own

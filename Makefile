@@ -2,6 +2,7 @@
 # make bench: performance figures, side by side (needs wrk; bench/run.py);
 # make bench-stack: also other gunicorn worker models and PyPy;
 # make bench-smoke: the same steps for ~2 s each, to check the bench itself (CI).
+# make install-pypy, run-pypy, test-pypy: the same on PyPy, in .venv-pypy.
 # All create .venv and install what they need first: make run the service
 # alone, make test (and make install, for development) the test tools too.
 PYTHON ?= python3
@@ -11,7 +12,7 @@ TEST_STAMP := $(VENV)/.installed-test
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install system-packages run test bench bench-stack bench-smoke clean
+.PHONY: install system-packages run test bench bench-stack bench-smoke clean pypy install-pypy run-pypy test-pypy
 
 install: $(TEST_STAMP)
 
@@ -56,6 +57,28 @@ test: $(TEST_STAMP) system-packages
 	$(VENV)/bin/ruff check jwt_server tests bench
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+# The same on PyPy (Debian's pypy3, Python 3.9), in .venv-pypy beside CPython's
+# .venv: make install-pypy, make run-pypy, make test-pypy (PYTEST_ARGS as above).
+# gevent has no PyPy wheel: pip builds it (a minute or two; pypy3-dev has the
+# headers). psycopg is its pure-Python build there, on Debian's libpq5.
+PYPY_VENV := .venv-pypy
+
+pypy:
+	@dpkg -s pypy3 pypy3-venv pypy3-dev libpq5 >/dev/null 2>&1 || \
+	  (echo "apt-get install: pypy3 pypy3-venv pypy3-dev libpq5" && apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pypy3 pypy3-venv pypy3-dev libpq5 >/dev/null)
+
+# pypy3's bundled pip (23.0) took minutes resolving the service's dependencies.
+$(PYPY_VENV)/.pip: | pypy
+	pypy3 -m venv $(PYPY_VENV)
+	$(PYPY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	touch $@
+
+# PyPy sizes its GC nursery from the CPU cache /proc/cpuinfo reports: hundreds
+# of MiB per process on VMs that report a whole L3. 4 MB unless set.
+install-pypy run-pypy test-pypy: $(PYPY_VENV)/.pip
+	PYPY_GC_NURSERY=$${PYPY_GC_NURSERY:-4MB} $(MAKE) $(@:-pypy=) PYTHON=pypy3 VENV=$(PYPY_VENV)
+
 # The bench measures the service as deployed: a venv with the service's own
 # dependencies only (the test extras would put more in every worker).
 $(BENCH_STAMP): setup.cfg pyproject.toml
@@ -74,19 +97,19 @@ $(KOA_STAMP): bench/koa/package.json bench/koa/package-lock.json
 	cd bench/koa && npm_config_sqlite=/usr npm ci --no-audit --no-fund --loglevel=error
 	touch $(KOA_STAMP)
 
-# make bench-stack also measures gevent workers (gevent in the bench venv) and
-# bare Flask on PyPy: Debian's pypy3 (Python 3.9; bare Flask needs only flask and
-# gunicorn). Only the ceiling runs there: the service needs Python 3.10.
-PYPY_VENV := .venv-pypy
+# make bench-stack also measures gevent workers (gevent in the bench venv), and
+# the service and bare Flask on PyPy: Debian's pypy3 (Python 3.9), in a venv of
+# its own with the service's dependencies only, as .venv-bench is for CPython.
+PYPY_BENCH_VENV := .venv-bench-pypy
 
 $(BENCH_VENV)/.gevent: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m pip install --quiet gevent packaging  # gunicorn's gevent worker imports packaging
 	touch $@
 
-$(PYPY_VENV)/.installed:
-	command -v pypy3 >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pypy3 pypy3-venv >/dev/null)
-	pypy3 -m venv $(PYPY_VENV)
-	$(PYPY_VENV)/bin/python -m pip install --quiet flask gunicorn
+$(PYPY_BENCH_VENV)/.installed: setup.cfg pyproject.toml | pypy
+	pypy3 -m venv $(PYPY_BENCH_VENV)
+	$(PYPY_BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PYPY_BENCH_VENV)/bin/python -m pip install --quiet -e .
 	touch $@
 
 # The load client of the realtime bench: socket.io-client, as browser apps use it.
@@ -100,7 +123,7 @@ bench: $(BENCH_STAMP) $(KOA_STAMP) $(SOCKETS_STAMP) system-packages
 	$(BENCH_VENV)/bin/python -m bench.run
 	$(BENCH_VENV)/bin/python -m bench.sockets
 
-bench-stack: $(BENCH_VENV)/.gevent $(KOA_STAMP) $(PYPY_VENV)/.installed system-packages
+bench-stack: $(BENCH_VENV)/.gevent $(KOA_STAMP) $(PYPY_BENCH_VENV)/.installed system-packages
 	$(BENCH_VENV)/bin/python -m bench.run --stack
 
 bench-smoke: $(BENCH_STAMP) $(KOA_STAMP) $(SOCKETS_STAMP) system-packages
@@ -108,4 +131,4 @@ bench-smoke: $(BENCH_STAMP) $(KOA_STAMP) $(SOCKETS_STAMP) system-packages
 	$(BENCH_VENV)/bin/python -m bench.sockets --smoke
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(PYPY_VENV) bench/koa/node_modules bench/sockets/node_modules *.egg-info .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(PYPY_VENV) $(PYPY_BENCH_VENV) bench/koa/node_modules bench/sockets/node_modules *.egg-info .pytest_cache

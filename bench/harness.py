@@ -17,7 +17,7 @@ from jwt_server.config import ENVIRONMENT_VARIABLES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
-PYPY_GUNICORN = PROJECT_ROOT / ".venv-pypy" / "bin" / "gunicorn"
+PYPY_GUNICORN = PROJECT_ROOT / ".venv-bench-pypy" / "bin" / "gunicorn"
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 KOA_DIR = Path(__file__).with_name("koa")
 START_TIMEOUT = 30
@@ -64,10 +64,10 @@ class Server:
     ``command`` is gunicorn's arguments after ``-c gunicorn.conf.py`` (the
     app, and any setting the bench overrides), or with ``koa`` the whole
     command line of the Koa server; ``gunicorn`` is another gunicorn
-    executable (PyPy's) and ``config`` another settings file.
+    executable (PyPy's).
     """
 
-    def __init__(self, name, command, log_dir, *, koa=False, gunicorn=GUNICORN, config="gunicorn.conf.py", **environ):
+    def __init__(self, name, command, log_dir, *, koa=False, gunicorn=GUNICORN, **environ):
         port = free_port()
         self.name, self.url = name, f"http://127.0.0.1:{port}"
         self.log_path = log_dir / f"{name}.log"
@@ -75,7 +75,7 @@ class Server:
             environ["PORT"] = str(port)
             cwd = KOA_DIR
         else:
-            command = [str(gunicorn), "-c", str(config), *command]
+            command = [str(gunicorn), "-c", "gunicorn.conf.py", *command]
             environ["BIND"] = f"127.0.0.1:{port}"
             cwd = PROJECT_ROOT
         with open(self.log_path, "wb") as log:

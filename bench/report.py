@@ -96,7 +96,7 @@ def table(header, rows):
     rows = [header] + [[str(cell) for cell in row] for row in rows]
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     for row in rows:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
         print("  ".join(cells).rstrip())
     print()
 

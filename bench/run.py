@@ -6,8 +6,9 @@ measured in one run, on servers started here from a temporary directory:
 the pairs that are compared alternate round by round, and the best round of
 each counts. Every server gets ``warmup`` seconds of load first: the Koa
 server's JIT needs about 10 s to reach its speed. ``--stack`` adds the
-service under other gunicorn worker models, and bare Flask on PyPy when
-.venv-pypy exists, each against the Koa server of the same run.
+service under other gunicorn worker models, and the service and bare Flask on
+PyPy when .venv-bench-pypy exists (at least 30 s of warm-up there, for PyPy's
+JIT), each against the Koa server of the same run.
 ``--smoke`` runs the same steps for about 2 s each on tiny data, so that CI
 notices when the bench itself breaks; it never judges the targets.
 """
@@ -48,6 +49,11 @@ CONNECTIONS = 32
 LIST_PATH = "/pets?limit=100"
 LIST_LIMIT = 100
 PASSWORD = "bench password, not a secret"
+PYPY_WARMUP = 30
+# PyPy sizes its GC nursery from the CPU cache size /proc/cpuinfo reports; a
+# KVM guest here reports 480 MiB of cache, and each worker then held ~400 MiB
+# (720 MiB with two workers). 4 MB: about 150 MiB, and twice the requests/s.
+PYPY_ENVIRONMENT = {"PYPY_GC_NURSERY": os.environ.get("PYPY_GC_NURSERY", "4MB")}
 
 
 @dataclass
@@ -283,29 +289,26 @@ def bcrypt_in_parallel(stored_hash, threads):
         return threads * 2 / (time.perf_counter() - started)
 
 
-def stack_options(gunicorn, tmp):
-    """``(name, gunicorn settings beside gunicorn.conf.py's, app, gunicorn, its settings file)`` to measure."""
+def stack_options(gunicorn):
+    """``(name, gunicorn settings beside gunicorn.conf.py's, app, gunicorn)`` to measure."""
     workers, threads = str(gunicorn["workers"]), str(gunicorn["threads"])
-    default = (harness.GUNICORN, "gunicorn.conf.py")
+    # gunicorn.conf.py's worker is gevent's: --threads alone would leave it there.
+    gthread = ["--worker-class", "jwt_server.worker.ThreadWorker"]
     options = [
-        ("service, gthread 2 workers x 16 threads", ["--workers", "2", "--threads", "16"], "wsgi:app", *default),
-        ("service, gthread 3 x 8", ["--workers", "3", "--threads", "8"], "wsgi:app", *default),
-        (f"service, sync x {workers} (no keep-alive)", ["--worker-class", "sync"], "wsgi:app", *default),
-        ("service, gevent x 2", ["--worker-class", "gevent", "--workers", "2"], "wsgi:app", *default),
-        ("bare Flask, gevent x 2", ["--worker-class", "gevent", "--workers", "2"], "bench.bare:app", *default),
+        ("service, gthread 2 workers x 16 threads", [*gthread, "--workers", "2", "--threads", "16"], "wsgi:app"),
+        ("service, gthread 3 x 8", [*gthread, "--workers", "3", "--threads", "8"], "wsgi:app"),
+        (f"service, sync x {workers} (no keep-alive)", ["--worker-class", "sync"], "wsgi:app"),
+        ("service, gevent x 2", ["--worker-class", "gevent", "--workers", "2"], "wsgi:app"),
+        ("bare Flask, gevent x 2", ["--worker-class", "gevent", "--workers", "2"], "bench.bare:app"),
     ]
+    options = [(*option, harness.GUNICORN) for option in options]
     if harness.PYPY_GUNICORN.exists():
-        # gunicorn.conf.py imports the service, which needs Python 3.10; PyPy is 3.9.
-        # Its settings that matter for speed are given on the command line instead.
-        bind_only = tmp / "pypy.conf.py"
-        bind_only.write_text('import os\nbind = [os.environ["BIND"]]\n')
-        same_settings = [
-            "--worker-class", "gthread", "--workers", workers, "--threads", threads,
-            "--keep-alive", str(gunicorn["keepalive"]),
-            "--access-logfile", "-", "--access-logformat", gunicorn["access_log_format"],
+        options += [
+            (f"service on PyPy, gevent x {workers}", [], "wsgi:app", harness.PYPY_GUNICORN),
+            ("service on PyPy, gevent x 2", ["--workers", "2"], "wsgi:app", harness.PYPY_GUNICORN),
+            (f"service on PyPy, gthread {workers} x {threads}", gthread, "wsgi:app", harness.PYPY_GUNICORN),
+            (f"bare Flask on PyPy, gevent x {workers}", [], "bench.bare:app", harness.PYPY_GUNICORN),
         ]
-        options.append((f"bare Flask on PyPy, gthread {workers} x {threads}", same_settings, "bench.bare:app",
-                        harness.PYPY_GUNICORN, bind_only))
     return options
 
 
@@ -315,13 +318,16 @@ def measure_stack(plan, tmp, servers, figures):
     koa_pets = {"token": setup.koa_token, "connections": CONNECTIONS}
     my_pets = {"token": setup.owner_token, "connections": CONNECTIONS}
     rows = []
-    for name, settings, app, gunicorn, config in stack_options(figures["gunicorn"], tmp):
+    for name, settings, app, gunicorn in stack_options(figures["gunicorn"]):
         print(f"bench: measuring {name}", file=sys.stderr)
-        server = start(servers, f"stack-{len(rows)}", app, tmp, tmp / "base.sqlite", *settings,
-                       gunicorn=gunicorn, config=config)
+        pypy = gunicorn == harness.PYPY_GUNICORN
+        server = start(servers, f"stack-{len(rows)}", app, tmp, tmp / "base.sqlite", *settings, gunicorn=gunicorn,
+                       **(PYPY_ENVIRONMENT if pypy else {}))
+        # PyPy's JIT needs about 20 s of load before the service reaches its speed.
+        warmup = max(plan.warmup, PYPY_WARMUP) if pypy and not plan.smoke else plan.warmup
         try:
             server.wait_ready("/my-pets", status=200 if app == "bench.bare:app" else 401)
-            harness.wrk(server.url + "/my-pets", seconds=plan.warmup, **my_pets)
+            harness.wrk(server.url + "/my-pets", seconds=warmup, **my_pets)
             koa, measured = alternate(
                 plan.rounds,
                 lambda: harness.wrk(setup.koa.url + "/my-pets", seconds=plan.seconds, **koa_pets),
@@ -340,7 +346,7 @@ def alternate(rounds, *runs):
     """Each run in turn, ``rounds`` times over; the best result of each (most requests/s)."""
     results = [[] for _ in runs]
     for _ in range(rounds):
-        for result, run in zip(results, runs, strict=True):
+        for result, run in zip(results, runs):
             result.append(run())
     return [max(result, key=lambda figures: figures["rps"]) for result in results]
 

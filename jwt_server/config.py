@@ -3,6 +3,8 @@
 A bad value stops the process with one line that names the variable, instead
 of a traceback at the first request that happens to need it.
 """
+from __future__ import annotations
+
 import ipaddress
 import os
 import re

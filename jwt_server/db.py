@@ -58,7 +58,10 @@ _STEP_HEADER = re.compile(r"^-- step (\d+):.*$", re.MULTILINE)
 # SQLite's primary result codes that a retry can cure: busy and locked
 # (past the busy timeout), read-only, I/O error, full, cannot open.
 TRANSIENT_SQLITE_CODES = {5, 6, 8, 10, 13, 14}
-_TRANSIENT_MESSAGES = ("locked", "busy", "readonly", "read-only", "disk i/o", "full", "unable to open")
+_TRANSIENT_MESSAGES = (
+    "locked", "busy", "readonly", "read-only", "disk i/o", "full", "unable to open",
+    "could not open",  # PyPy's sqlite3, for a file it cannot open
+)
 SQLITE_CANTOPEN = 14
 
 # Databases this process created and migrated before forking: in gunicorn's
@@ -241,7 +244,7 @@ def migration_steps(text, name="migrations.sql"):
     """``[(number, [statement, ...]), ...]`` from the text of a migrations file."""
     headers = list(_STEP_HEADER.finditer(text))
     steps = []
-    for header, following in zip(headers, headers[1:] + [None], strict=False):
+    for header, following in zip(headers, headers[1:] + [None]):
         body = text[header.end() : following.start() if following else len(text)]
         steps.append((int(header.group(1)), split_statements(body)))
     numbers = [number for number, _ in steps]
@@ -251,10 +254,11 @@ def migration_steps(text, name="migrations.sql"):
 
 
 def split_statements(sql):
+    complete_statement = statement_completeness_check()
     statements, pending = [], ""
     for line in sql.splitlines(keepends=True):
         pending += line
-        if sqlite3.complete_statement(pending):
+        if complete_statement(pending):
             statements.append(pending.strip())
             pending = ""
     if pending.strip() and not all(
@@ -262,6 +266,23 @@ def split_statements(sql):
     ):
         raise MigrationError(f"migrations.sql ends with an unfinished statement: {pending.strip()[:60]}")
     return statements
+
+
+def statement_completeness_check():
+    """SQLite's own ``sqlite3_complete``: is this text one or more whole statements?
+
+    CPython's sqlite3 module offers it as ``complete_statement``; PyPy's has
+    none, so it is called in the SQLite library that module is linked with.
+    """
+    if hasattr(sqlite3, "complete_statement"):
+        return sqlite3.complete_statement
+    import ctypes
+    import ctypes.util
+
+    library = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+    library.sqlite3_complete.argtypes = [ctypes.c_char_p]
+    library.sqlite3_complete.restype = ctypes.c_int
+    return lambda text: library.sqlite3_complete(text.encode()) == 1
 
 
 def migrate(database, migrations_path=None):
@@ -353,7 +374,7 @@ def explain(error, path):
     message = str(error)
     if "locked" in message or "busy" in message:
         return f"{message}: another process held the write lock for {BUSY_TIMEOUT_SECONDS} s; try again"
-    if any(word in message for word in ("readonly", "read-only", "unable to open")):
+    if any(word in message.lower() for word in ("readonly", "read-only", "unable to open", "could not open")):
         return (
             f"{message}: the user running this ({current_user()}) must be able to write {path} and its "
             "directory, where SQLite keeps its -wal and -shm files; run it as the service's user"
@@ -396,7 +417,10 @@ def enable_wal(connection):
     deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
     while True:
         try:
-            connection.execute("PRAGMA journal_mode = WAL")
+            # Read to its end: on PyPy a statement whose row was never read
+            # stays active until its cursor is collected, and SQLite then
+            # refuses the migration's DROP TABLE ("database table is locked").
+            connection.execute("PRAGMA journal_mode = WAL").fetchall()
             return
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or time.monotonic() > deadline:

@@ -323,7 +323,7 @@ def list_signing_keys_command():
     lines = [LIST_HEADINGS] + [key_line(row, current_app.config, time.time()) for row in rows]
     widths = [max(len(line[column]) for line in lines) for column in range(len(LIST_HEADINGS))]
     for line in lines:
-        click.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=False)).rstrip())
+        click.echo("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip())
 
 
 def key_line(row, config, now):

@@ -36,6 +36,44 @@ _inherited_pools = []
 _pools_lock = threading.Lock()
 
 
+def let_ctypes_hold_weak_references():
+    """PyPy before 7.3.18: let ``ctypes.py_object`` hold a weak reference, as CPython's does.
+
+    PyPy runs psycopg's pure-Python libpq binding, which keeps
+    ``py_object(weakref.ref(connection))`` for libpq's notice callback; PyPy's
+    ctypes takes a weak reference to whatever a py_object holds, and a weak
+    reference cannot have one, so no connection could open (PyPy issue 3882).
+    An object that cannot be weakly referenced is held strongly instead, as
+    PyPy's later releases do: one small object per connection opened.
+    """
+    try:
+        from _ctypes import primitive  # PyPy's ctypes, in Python; CPython's has no such module
+    except ImportError:
+        return
+    import ctypes
+    import weakref
+
+    try:
+        ctypes.py_object(weakref.ref(let_ctypes_hold_weak_references))
+        return
+    except TypeError:
+        pass
+    container = primitive.pyobj_container
+    add_weakly = container.add
+
+    def add(obj):
+        try:
+            return add_weakly(obj)
+        except TypeError:
+            container.objs.append(lambda: obj)
+            return len(container.objs) - 1
+
+    container.add = add
+
+
+let_ctypes_hold_weak_references()
+
+
 def is_url(database):
     return database.startswith(("postgresql://", "postgres://"))
 

@@ -8,6 +8,8 @@ as on HTTP (auth.user_for_token), either in the connect packet's auth
 payload or, as the clients of socketio-jwt did, by an ``authenticate`` event
 within AUTH_TIMEOUT_SECONDS of connecting.
 """
+from __future__ import annotations
+
 import heapq
 import itertools
 import json

@@ -11,6 +11,8 @@ many rotations ago, is recognised by a valid tag and a lower generation,
 with nothing stored per rotation; a forged one has no valid tag and cannot
 end someone else's session.
 """
+from __future__ import annotations
+
 import base64
 import hashlib
 import hmac

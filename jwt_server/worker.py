@@ -29,7 +29,29 @@ from werkzeug.test import EnvironBuilder
 
 from .errors import problem
 
-_CHUNK_FRAMING = (http_errors.InvalidChunkSize, http_errors.ChunkMissingTerminator, http_errors.InvalidChunkExtension)
+
+def _errors(*names):
+    """The gunicorn exceptions of these names that this gunicorn has.
+
+    gunicorn 23, the last for Python 3.9 (PyPy's), lacks the newer ones: it
+    never raises them either.
+    """
+    return tuple(getattr(http_errors, name) for name in names if hasattr(http_errors, name))
+
+
+_CHUNK_FRAMING = _errors("InvalidChunkSize", "ChunkMissingTerminator", "InvalidChunkExtension")
+_EXPECTATION_FAILED = _errors("ExpectationFailed")
+_BAD_RESPONSE_HEADER = _errors("InvalidResponseHeader", "InvalidResponseHeaderName")
+
+
+class MalformedChunkedBody(Exception):
+    """A chunk framing error met while reading the body.
+
+    gunicorn 23 raises those as OSError, which its workers take for a broken
+    connection: they would close it without an answer. This one reaches the
+    worker's ``handle_error``, as gunicorn 24's own ParseException does.
+    """
+
 # The request headers the app's error answers depend on (gunicorn's spelling).
 _ANSWER_DEPENDS_ON = {"ORIGIN", "X-REQUEST-ID"}
 _INTERNAL_ERROR = (
@@ -51,13 +73,13 @@ def describe(error, cfg):
             f"The request has more than {cfg.limit_request_fields} header fields, "
             f"or one longer than {cfg.limit_request_field_size} bytes."
         )
-    if isinstance(error, _CHUNK_FRAMING):
+    if isinstance(error, (*_CHUNK_FRAMING, MalformedChunkedBody)):
         return 400, "malformed_chunked_body", "The chunked request body is malformed."
     if isinstance(error, http_errors.UnsupportedTransferCoding):
         return 501, "not_implemented", "This server accepts no transfer coding but chunked."
-    if isinstance(error, http_errors.ExpectationFailed):
+    if isinstance(error, _EXPECTATION_FAILED):
         return 417, "expectation_failed", "This server accepts no Expect header but 100-continue."
-    if isinstance(error, (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName)):
+    if isinstance(error, _BAD_RESPONSE_HEADER):
         return _INTERNAL_ERROR
     if isinstance(error, http_errors.ParseException):
         return 400, "bad_request", "The request is not valid HTTP/1.1."
@@ -101,7 +123,10 @@ def hold_chunked_bodies(app, limit):
     def application(environ, start_response):
         if "HTTP_TRANSFER_ENCODING" in environ:
             # gunicorn accepts a Transfer-Encoding only if it ends with chunked.
-            body = environ["wsgi.input"].read(limit + 1)
+            try:
+                body = environ["wsgi.input"].read(limit + 1)
+            except _CHUNK_FRAMING as error:
+                raise MalformedChunkedBody(error) from error
             del environ["HTTP_TRANSFER_ENCODING"]
             environ["CONTENT_LENGTH"] = str(len(body))
             environ["wsgi.input"] = io.BytesIO(body)

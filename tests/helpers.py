@@ -6,6 +6,8 @@ Fixtures live in conftest.py; the real gunicorn in servers.py.
 """
 import base64
 import hashlib
+import inspect
+import io
 import json
 import multiprocessing
 import os
@@ -16,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
+import click.testing
 import jwt
 import pytest
+from flask.testing import FlaskCliRunner
 
 from jwt_server.config import ENVIRONMENT_VARIABLES
 
@@ -124,7 +128,51 @@ def build_app(database, **settings):
     """An app with the test settings on the database file ``database`` (several apps may share one)."""
     from jwt_server import create_app
 
-    return create_app({**TEST_SETTINGS, "DATABASE": str(database), **settings})
+    app = create_app({**TEST_SETTINGS, "DATABASE": str(database), **settings})
+    app.test_cli_runner_class = CliRunner
+    return app
+
+
+class EndingInput(io.RawIOBase):
+    """Input that ends as it does for a real prompt (getpass, input()): with EOFError."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if buffer and not self.data:
+            raise EOFError
+        count = min(len(buffer), len(self.data))
+        buffer[:count], self.data = self.data[:count], self.data[count:]
+        return count
+
+
+# click 8.1 (the last click for Python 3.9, so PyPy's) gives a result's
+# stderr apart only if told to, and then leaves it out of ``output``.
+CLICK_MIXES_STDERR = "mix_stderr" in inspect.signature(click.testing.CliRunner.__init__).parameters
+
+
+class CliRunner(FlaskCliRunner):
+    """``app.test_cli_runner()``, the same on click 8.1 as on 8.2 and later.
+
+    Its ``input`` ends with EOFError, as a terminal's or a pipe's does: click
+    8.1's runner answers an empty line forever instead, and a prompt that asks
+    again would never end. With ``separate_stderr``, a result has ``stderr``
+    on click 8.1 too (and an ``output`` without it there).
+    """
+
+    def __init__(self, app, separate_stderr=False, **kwargs):
+        if CLICK_MIXES_STDERR:
+            kwargs.setdefault("mix_stderr", not separate_stderr)
+        super().__init__(app, **kwargs)
+
+    def invoke(self, cli=None, args=None, input=None, **kwargs):
+        if isinstance(input, str):
+            input = EndingInput(input.encode())
+        return super().invoke(cli, args, input=input, **kwargs)
 
 
 def register(client, username="travis", password=PASSWORD):

@@ -28,6 +28,12 @@ def audit_events(text):
     return events
 
 
+@pytest.fixture
+def runner(app):
+    """The audit lines of a command are read from its stderr alone."""
+    return app.test_cli_runner(separate_stderr=True)
+
+
 def logged(capsys):
     return audit_events(capsys.readouterr().err)
 

@@ -56,12 +56,13 @@ def print_figures(plan, figures, list_path):
 
 
 def stack(rows):
-    """``rows``: ``(name, its run, the Koa server's run beside it, worker MiB)``."""
+    """``rows``: ``(name, its run, the Koa server's run beside it, worker RSS MiB, worker PSS MiB)``."""
     print("other ways to serve, GET /my-pets: each warmed up, then alternated with the Koa server")
     table(
-        ["server", "req/s", "p50 ms", "p99 ms", "Koa req/s", "/ Koa", "MiB/worker"],
+        ["server", "req/s", "p50 ms", "p99 ms", "Koa req/s", "/ Koa", "RSS MiB", "PSS MiB"],
         [(name, f"{run['rps']:.1f}", f"{run['p50']:.2f}", f"{run['p99']:.2f}", f"{koa['rps']:.1f}",
-          f"{run['rps'] / koa['rps']:.2f}", f"{max(rss):.1f}") for name, run, koa, rss in rows],
+          f"{run['rps'] / koa['rps']:.2f}", f"{max(rss):.1f}", f"{max(pss):.1f}")
+         for name, run, koa, rss, pss in rows],
     )
 
 

@@ -291,23 +291,22 @@ def bcrypt_in_parallel(stored_hash, threads):
 
 def stack_options(gunicorn):
     """``(name, gunicorn settings beside gunicorn.conf.py's, app, gunicorn)`` to measure."""
-    workers, threads = str(gunicorn["workers"]), str(gunicorn["threads"])
+    workers = str(gunicorn["workers"])
     # gunicorn.conf.py's worker is gevent's: --threads alone would leave it there.
     gthread = ["--worker-class", "jwt_server.worker.ThreadWorker"]
     options = [
         ("service, gthread 2 workers x 16 threads", [*gthread, "--workers", "2", "--threads", "16"], "wsgi:app"),
         ("service, gthread 3 x 8", [*gthread, "--workers", "3", "--threads", "8"], "wsgi:app"),
         (f"service, sync x {workers} (no keep-alive)", ["--worker-class", "sync"], "wsgi:app"),
-        ("service, gevent x 2", ["--worker-class", "gevent", "--workers", "2"], "wsgi:app"),
-        ("bare Flask, gevent x 2", ["--worker-class", "gevent", "--workers", "2"], "bench.bare:app"),
+        ("service, gevent x 2", ["--workers", "2"], "wsgi:app"),
+        ("bare Flask, gevent x 2", ["--workers", "2"], "bench.bare:app"),
     ]
     options = [(*option, harness.GUNICORN) for option in options]
     if harness.PYPY_GUNICORN.exists():
         options += [
             (f"service on PyPy, gevent x {workers}", [], "wsgi:app", harness.PYPY_GUNICORN),
             ("service on PyPy, gevent x 2", ["--workers", "2"], "wsgi:app", harness.PYPY_GUNICORN),
-            (f"service on PyPy, gthread {workers} x {threads}", gthread, "wsgi:app", harness.PYPY_GUNICORN),
-            (f"bare Flask on PyPy, gevent x {workers}", [], "bench.bare:app", harness.PYPY_GUNICORN),
+            ("bare Flask on PyPy, gevent x 2", ["--workers", "2"], "bench.bare:app", harness.PYPY_GUNICORN),
         ]
     return options
 
@@ -333,7 +332,7 @@ def measure_stack(plan, tmp, servers, figures):
                 lambda: harness.wrk(setup.koa.url + "/my-pets", seconds=plan.seconds, **koa_pets),
                 lambda url=server.url: harness.wrk(url + "/my-pets", seconds=plan.seconds, **my_pets),
             )
-            rows.append((name, measured, koa, server.worker_rss_mb()))
+            rows.append((name, measured, koa, server.worker_rss_mb(), server.worker_pss_mb()))
         except harness.HarnessError as error:  # one option failing leaves the others' figures
             print(f"bench: {name} not measured: {error}", file=sys.stderr)
         finally:

@@ -4,6 +4,7 @@ import queue
 import sqlite3
 import time
 
+import engineio
 import pytest
 import socketio
 
@@ -22,12 +23,27 @@ def refusal(packet):
     return packet.get("data") if isinstance(packet, dict) else packet
 
 
+class InOrderEngineIOClient(engineio.Client):
+    """engineio's client hands each message to a thread of its own, so two
+    events sent back to back could reach the queue in either order (a replay
+    test saw event 3 before event 2). Handled one by one, in the reading
+    thread, they arrive in the order the server sent them, as in a browser."""
+
+    def _trigger_event(self, event, *args, **kwargs):
+        return super()._trigger_event(event, *args, **{**kwargs, "run_async": False})
+
+
+class InOrderClient(socketio.Client):
+    def _engineio_client_class(self):
+        return InOrderEngineIOClient
+
+
 class Listener:
-    """A python-socketio client that records every event in a queue."""
+    """A python-socketio client that records every event in a queue, in the order sent."""
 
     def __init__(self, server, auth=None, origin=None):
         self.events = queue.Queue()
-        self.client = socketio.Client(
+        self.client = InOrderClient(
             reconnection=False, websocket_extra_options={"origin": origin} if origin else {}
         )
         self.client.on("*", lambda name, data=None: self.events.put((name, data)))

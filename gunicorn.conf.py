@@ -120,10 +120,13 @@ def pre_fork(server, worker):
     imported, and paused the worker while it walked them (tens of ms, now
     and then, on every connection the worker serves). Frozen, they are never
     examined (Python's gc.freeze documentation, for pre-fork servers).
+    PyPy's collector works otherwise and has no gc.freeze.
     """
-    gc.freeze()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
 
 
 def post_worker_init(worker):
     """The same for what the worker built once at start: the app, its routes, its modules."""
-    gc.freeze()
+    if hasattr(gc, "freeze"):
+        gc.freeze()

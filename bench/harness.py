@@ -146,10 +146,7 @@ def parent_pid(pid):
 
 
 def rss_kb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise HarnessError(f"no VmRSS for process {pid}")
+    return proc_kb(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_kb(pid):
@@ -160,10 +157,15 @@ def pss_kb(pid):
     full, in each worker (about 55 MiB for a worker that adds about 17 of
     its own). The sum of PSS over the processes is the memory they use.
     """
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
+    return proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def proc_kb(path, field):
+    """The kB figure of ``field`` (``"VmRSS:"``) in a /proc file."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(field):
             return int(line.split()[1])
-    raise HarnessError(f"no Pss for process {pid}")
+    raise HarnessError(f"no {field} in {path}")
 
 
 def require_wrk():

@@ -120,13 +120,14 @@ def pre_fork(server, worker):
     imported, and paused the worker while it walked them (tens of ms, now
     and then, on every connection the worker serves). Frozen, they are never
     examined (Python's gc.freeze documentation, for pre-fork servers).
-    PyPy's collector works otherwise and has no gc.freeze.
     """
-    if hasattr(gc, "freeze"):
-        gc.freeze()
+    _freeze_collected_objects()
 
 
 def post_worker_init(worker):
     """The same for what the worker built once at start: the app, its routes, its modules."""
-    if hasattr(gc, "freeze"):
-        gc.freeze()
+    _freeze_collected_objects()
+
+
+# PyPy's collector works otherwise and has no gc.freeze.
+_freeze_collected_objects = getattr(gc, "freeze", lambda: None)

@@ -268,6 +268,7 @@ def split_statements(sql):
     return statements
 
 
+@functools.cache
 def statement_completeness_check():
     """SQLite's own ``sqlite3_complete``: is this text one or more whole statements?
 
